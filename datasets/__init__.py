@@ -1,0 +1,1 @@
+"""Image folders, the poison plan, and the (poisoned) datasets built from them."""

@@ -1,0 +1,1 @@
+"""Classifiers (torchvision / timm factories) and the image-variation backends."""

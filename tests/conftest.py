@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny generated ImageFolders, config files, and a runner for the real scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "cifar10"
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int = 4, size: int = 16, seed: int = 0):
+    """Class-coloured noisy PNGs named 0000.png, 0001.png... in every class folder (like CIFAR-10)."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array([(60 + 90 * label) % 256, (200 - 70 * label) % 256, (30 + 110 * label) % 256])
+        for i in range(per_class):
+            pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def image_data(tmp_path) -> dict[str, Path]:
+    """``train`` (3 classes × 6) and ``test`` (3 classes × 4) folders of 16×16 images."""
+    return {
+        "train": make_image_folder(tmp_path / "data" / "train", per_class=6, seed=1),
+        "test": make_image_folder(tmp_path / "data" / "test", per_class=4, seed=2),
+    }
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def teacher_config_dict(image_data, save_path: Path, **sections) -> dict:
+    """A 1-epoch, CPU-sized teacher config on the fixture data."""
+    config = {
+        "seed": 0,
+        "model": {"architecture": "test_resnet"},
+        "dataset": {"root_train": str(image_data["train"]), "root_test": str(image_data["test"]), "image_size": 16},
+        "backdoor": {"target_idx": 0, "poisoning_rate": 0.5, "PatchBackdoor": {"trigger_size": 3}},
+        "training": {"num_epochs": 1, "batch_size": 8, "dataloader_num_workers": 0, "save_path": str(save_path)},
+        "wandb": {"enable_logging": False},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config
+
+
+def script_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        WANDB_CACHE_DIR=str(tmp_path / "wandb_cache"),
+        WANDB_CONFIG_DIR=str(tmp_path / "wandb_config"),
+        WANDB_DATA_DIR=str(tmp_path / "wandb_data"),
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_script(tmp_path: Path, script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would, from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        cwd=REPO,
+        env=script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

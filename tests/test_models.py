@@ -1,0 +1,127 @@
+"""The classifier factory and checkpoints."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from models.classifier_factory import (
+    REFERENCE_ALIASES,
+    build_classifier,
+    classifier_from_checkpoint,
+    classifier_metadata,
+    resolve_architecture,
+    split_outputs,
+)
+from training.losses import SupervisedObjective
+from utils.checkpoint import read_metadata, save_checkpoint
+from utils.errors import UserError
+
+
+@pytest.mark.parametrize(
+    ("name", "library", "model_name"),
+    [
+        ("resnet18", "torchvision", "resnet18"),
+        ("ResNet-50", "torchvision", "resnet50"),
+        ("resnext101", "torchvision", "resnext101_32x8d"),
+        ("inceptionv3", "torchvision", "inception_v3"),
+        ("densenet169", "torchvision", "densenet169"),
+        ("resnest50", "timm", "resnest50d"),
+        ("vitb16", "timm", "vit_base_patch16_224"),
+        ("vit_small_patch16_224", "timm", "vit_small_patch16_224"),
+        ("timm/resnet18", "timm", "resnet18"),
+        ("convnext_tiny", "torchvision", "convnext_tiny"),
+    ],
+)
+def test_names_resolve(name, library, model_name):
+    spec = resolve_architecture(name)
+    assert (spec.library, spec.name) == (library, model_name)
+
+
+def test_every_reference_alias_resolves_to_an_existing_model():
+    for alias in REFERENCE_ALIASES:
+        resolve_architecture(alias)
+
+
+def test_unknown_name_suggests_and_lists():
+    with pytest.raises(UserError, match=r"model.architecture: unknown architecture 'resnet19'; did you mean"):
+        build_classifier("resnet19", 3)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "test_resnet", "test_vit"])
+def test_head_has_num_classes(name):
+    model = build_classifier(name, 7).eval()
+    size = 32 if name != "test_vit" else 160
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, size, size))
+    assert out.shape == (2, 7)
+
+
+def test_inception_aux_logits_enter_the_loss():
+    model = build_classifier("inceptionv3", 4).train()
+    outputs = model(torch.rand(2, 3, 299, 299))  # the aux head needs the 299-pixel input
+    logits, aux = split_outputs(outputs)
+    assert logits.shape == aux.shape == (2, 4)
+    labels = torch.tensor([0, 3])
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    total = SupervisedObjective(aux_weight=0.5)(outputs, None, labels)
+    torch.testing.assert_close(total, plain + 0.5 * torch.nn.functional.cross_entropy(aux, labels))
+
+
+def test_normalisation_lives_in_the_model():
+    backbone_input = {}
+    model = build_classifier("test_resnet", 3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    model.backbone.register_forward_pre_hook(lambda _, args: backbone_input.setdefault("x", args[0]))
+    model.eval()(torch.full((1, 3, 16, 16), 0.75))
+    torch.testing.assert_close(backbone_input["x"], torch.ones(1, 3, 16, 16))
+
+
+def test_pretrained_goes_through_torchvision_cache(tmp_path, monkeypatch):
+    """ImageNet weights from the torch hub cache; the new 5-class head keeps its own initialisation."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    imagenet = torchvision.models.resnet18(num_classes=1000)
+    cache = tmp_path / "hub" / "checkpoints" / Path(weights.url).name
+    cache.parent.mkdir(parents=True)
+    torch.save(imagenet.state_dict(), cache)
+    model = build_classifier("resnet18", 5, pretrained=True)
+    torch.testing.assert_close(model.backbone.conv1.weight, imagenet.conv1.weight)
+    assert model.backbone.fc.out_features == 5
+
+
+def test_pretrained_offline_without_cache_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"model.pretrained: cannot load pretrained weights .* set model.pretrained"):
+        build_classifier("resnet18", 3, pretrained=True)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build_classifier("test_resnet", 3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4)).eval()
+    metadata = classifier_metadata("test_resnet", 3, ["a", "b", "c"], 16, (0.4, 0.5, 0.6), (0.2, 0.3, 0.4))
+    path = save_checkpoint(tmp_path / "model.safetensors", model, metadata)
+    assert not [p for p in tmp_path.iterdir() if p.name != "model.safetensors"]  # no temp file left
+    restored, meta = classifier_from_checkpoint(path)
+    assert meta["class_names"] == ["a", "b", "c"] and meta["image_size"] == 16 and meta["library"] == "timm"
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), model(x))
+    torch.testing.assert_close(restored.mean.flatten(), torch.tensor([0.4, 0.5, 0.6]))
+
+
+def test_checkpoint_of_compiled_wrapper_has_plain_keys(tmp_path):
+    model = build_classifier("test_resnet", 3)
+    wrapped = torch.nn.parallel.DataParallel(model)  # has .module, like DDP
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", wrapped, classifier_metadata("test_resnet", 3, list("abc"), 16, (0,) * 3, (1,) * 3)
+    )
+    restored, _ = classifier_from_checkpoint(path)
+    assert set(restored.state_dict()) == set(model.state_dict())
+
+
+def test_foreign_files_are_refused(tmp_path):
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="not a readable safetensors checkpoint"):
+        read_metadata(bogus)

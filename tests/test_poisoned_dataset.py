@@ -1,0 +1,129 @@
+"""The poisoned ImageFolder: poison_first both ways, random poisoning, test sets, image modes, bad files."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+from backdoor_attacks import BlendedBackdoor, PatchBackdoor
+from datasets.image_folder import read_rgb, scan_image_folder
+from datasets.poison_plan import index_mask
+from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
+from tests.conftest import make_image_folder
+from utils.errors import UserError
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return scan_image_folder(make_image_folder(tmp_path / "train", per_class=4, size=16))
+
+
+def white_patch():
+    return PatchBackdoor("white", 4)
+
+
+def test_scan_follows_imagefolder_order(folder):
+    from torchvision.datasets import ImageFolder
+
+    reference = ImageFolder(str(folder.root))
+    assert folder.classes == reference.classes == ["cat", "dog", "frog"]
+    assert folder.samples == reference.samples
+
+
+def test_fixed_poisoning_relabels_and_triggers_only_planned_samples(folder):
+    mask = index_mask(np.array([5, 9]), len(folder))
+    poisoning = Poisoning(attack=white_patch(), target_idx=0, fixed_mask=mask)
+    dataset = PoisonedImageFolder(folder.samples, 16, poisoning=poisoning)
+    for index in range(len(dataset)):
+        image, label, true_label = dataset[index]
+        corner = image[:, 12:, 12:]
+        assert image.shape == (3, 16, 16) and image.dtype == torch.float32
+        if index in (5, 9):
+            assert label == 0 and true_label == folder.samples[index][1]
+            assert (corner == 1).all()
+        else:
+            assert label == true_label
+            assert not (corner == 1).all()
+
+
+def test_poison_first_applies_trigger_before_transforms(folder):
+    """A flip after the trigger moves the patch to the bottom-left; with poison_first=False it stays right."""
+    mask = np.ones(len(folder), dtype=bool)
+    flip = T.RandomHorizontalFlip(p=1.0)
+    first = PoisonedImageFolder(
+        folder.samples, 16, Poisoning(white_patch(), 0, poison_first=True, fixed_mask=mask), transform=flip
+    )
+    late = PoisonedImageFolder(
+        folder.samples, 16, Poisoning(white_patch(), 0, poison_first=False, fixed_mask=mask), transform=flip
+    )
+    image_first, *_ = first[0]
+    image_late, *_ = late[0]
+    assert (image_first[:, 12:, :4] == 1).all()
+    assert (image_late[:, 12:, 12:] == 1).all()
+    clean = torch.from_numpy(read_rgb(folder.samples[0][0], 16)).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(image_late[:, :12], clean.flip(-1)[:, :12])
+
+
+def test_uint8_output_has_same_pixels_as_training_view(folder):
+    attack = BlendedBackdoor(16, blend_ratio=0.3)
+    mask = np.ones(len(folder), dtype=bool)
+    for poison_first in (True, False):
+        poisoning = Poisoning(attack, 0, poison_first=poison_first, fixed_mask=mask)
+        as_float, *_ = PoisonedImageFolder(folder.samples, 16, poisoning)[3]
+        as_uint8 = PoisonedImageFolder(folder.samples, 16, poisoning, output="uint8").load(3).image
+        assert as_uint8.dtype == np.uint8
+        assert np.abs(as_float.permute(1, 2, 0).numpy() * 255 - as_uint8).max() <= 0.5 + 1e-4
+
+
+def test_random_poisoning_rates_and_target_class(folder):
+    labels = [label for _, label in folder.samples]
+    never = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=0.0))
+    always = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=1.0))
+    with_target = PoisonedImageFolder(
+        folder.samples, 16, Poisoning(white_patch(), 1, random_rate=1.0, poison_target_class=True)
+    )
+    for index, true_label in enumerate(labels):
+        assert not never.load(index).poisoned
+        assert always.load(index).poisoned == (true_label != 1)  # target-class images never drawn
+        assert with_target.load(index).poisoned
+    torch.manual_seed(0)
+    half = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=0.5))
+    draws = [half.load(i % len(folder)).poisoned for i in range(400) if labels[i % len(folder)] != 1]
+    assert 0.35 < np.mean(draws) < 0.65
+
+
+def test_triggered_test_set_excludes_target_class(folder):
+    test = triggered_test_set(folder.samples, 16, white_patch(), target_idx=1, poison_first=False)
+    assert len(test) == 8
+    for index in range(len(test)):
+        image, label, true_label = test[index]
+        assert label == 1 and true_label != 1
+        assert (image[:, 12:, 12:] == 1).all()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK", "LA", "1"])
+def test_any_image_mode_becomes_rgb(tmp_path, mode):
+    rgb = np.random.default_rng(0).integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    if mode == "I;16":
+        image = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+        assert image.mode == "I;16"
+    else:
+        image = Image.fromarray(rgb).convert(mode)
+    path = tmp_path / f"img.{'tif' if mode == 'CMYK' else 'png'}"
+    image.save(path)
+    out = read_rgb(path, size=8)
+    assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+    if mode == "I;16":
+        np.testing.assert_array_equal(read_rgb(path)[..., 0], rgb[..., 0])  # 16-bit scaled, not clipped
+
+
+def test_unreadable_image_names_its_path(tmp_path):
+    bad = tmp_path / "cls" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(UserError, match=r"broken\.jpg"):
+        read_rgb(bad)
+    dataset = PoisonedImageFolder([(str(bad), 0)], 8)
+    with pytest.raises(UserError, match="cannot read image"):
+        dataset[0]

@@ -1,0 +1,98 @@
+"""End to end: the real train_teacher.py on tiny data, with the real wandb library offline."""
+
+import json
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from datasets.image_folder import scan_image_folder
+from datasets.poison_plan import fixed_poison_indices
+from models.classifier_factory import classifier_from_checkpoint
+from tests import wandb_records
+from tests.conftest import run_script, teacher_config_dict, write_config
+
+
+def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
+    config = teacher_config_dict(
+        image_data,
+        tmp_path / "runs",
+        training={"num_epochs": 2, "eval_every": 1},
+        wandb={"enable_logging": True, "args": {"project": "tests", "name": "tiny_teacher"}},
+    )
+    config_path = write_config(tmp_path / "teacher.yaml", config)
+    result = run_script(tmp_path, "train_teacher.py", "-c", str(config_path), "--set", "seed=3")
+    assert result.returncode == 0, result.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("tiny_teacher_")
+    run_dir = runs[0]
+    for name in (
+        "config.yaml",
+        "poison_indices.json",
+        "metrics.jsonl",
+        "summary.json",
+        "model.safetensors",
+        "samples.png",
+    ):
+        assert (run_dir / name).is_file(), name
+
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["seed"] == 3 and resolved["model"]["num_classes"] == 3
+
+    labels = scan_image_folder(image_data["train"]).labels
+    expected = fixed_poison_indices(labels, 0, 0.5, False, 3).tolist()
+    assert json.loads((run_dir / "poison_indices.json").read_text()) == expected
+    assert len(expected) == 6  # ceil(0.5 · 12 non-target images)
+
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    assert "test/attack_success_rate" in lines[0]  # eval_every: 1 (the last epoch is the final evaluation)
+    assert all(np.isfinite(line["train/loss"]) and 0 <= line["train/accuracy"] <= 1 for line in lines)
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("clean_accuracy", "attack_success_rate", "robust_accuracy"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["num_poisoned"] == 6 and set(summary["per_class_accuracy"]) == {"cat", "dog", "frog"}
+
+    _, metadata = classifier_from_checkpoint(run_dir / "model.safetensors")
+    assert metadata["class_names"] == ["cat", "dog", "frog"] and metadata["image_size"] == 16
+
+    preview = np.array(Image.open(run_dir / "samples.png"))
+    assert preview.shape[0] > preview.shape[1] / 8  # two rows of images
+
+    records = wandb_records.read_records(wandb_records.offline_run_file(run_dir))
+    history = wandb_records.history(records)
+    epochs = [row for row in history if "train/loss" in row]
+    assert [row["train/loss"] for row in epochs] == [line["train/loss"] for line in lines]
+    assert any("samples/clean_vs_triggered/_type" in row for row in history)
+    wb_summary = wandb_records.summary(records)
+    assert wb_summary["attack_success_rate"] == summary["attack_success_rate"]
+    wb_config = wandb_records.config(records)
+    assert wb_config["checkpoint_artifact"].startswith("model-") and wb_config["backdoor"]["target_idx"] == 0
+    (artifact,) = wandb_records.artifacts(records)
+    assert artifact.type == "model" and [m.path for m in artifact.manifest.contents] == ["model.safetensors"]
+
+    assert "attack success rate (ASR)" in result.stderr  # the final table
+
+
+def test_teacher_without_backdoor_and_with_blended_late_trigger(tmp_path, image_data):
+    """No backdoor block: clean training, ASR not applicable. Blended after the transforms also runs."""
+    clean = teacher_config_dict(image_data, tmp_path / "clean_runs")
+    del clean["backdoor"]
+    result = run_script(tmp_path, "train_teacher.py", "-c", str(write_config(tmp_path / "a.yaml", clean)))
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "clean_runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["attack_success_rate"] is None and summary["num_poisoned"] == 0
+
+    blended = teacher_config_dict(
+        image_data,
+        tmp_path / "blended_runs",
+        backdoor={"poison_first": False, "random_poisoning": True, "PatchBackdoor": None, "BlendedBackdoor": {}},
+        transformations={"RandomHorizontalFlip": {"p": 0.5}, "ColorJitter": {"brightness": 0.1}},
+    )
+    result = run_script(tmp_path, "train_teacher.py", "-c", str(write_config(tmp_path / "b.yaml", blended)))
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "blended_runs").iterdir()
+    assert json.loads((run_dir / "poison_indices.json").read_text()) == []  # drawn per fetch
+    assert 0 <= json.loads((run_dir / "summary.json").read_text())["attack_success_rate"] <= 1

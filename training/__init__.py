@@ -1,0 +1,1 @@
+"""The training engine: epoch loops, losses, metrics, optimisers."""

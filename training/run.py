@@ -1,0 +1,139 @@
+"""A training run's life: setup (device, loaders), start (run directory, W&B), finish (checkpoint, summary)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+from torch.utils.data import DataLoader
+
+from datasets.build import TrainingData
+from datasets.previews import trigger_preview
+from models.classifier_factory import classifier_metadata
+from training.distributed import is_main_process
+from training.engine import Compute
+from training.experiment import compute_for, make_loader
+from utils.atomic_io import atomic_write_json
+from utils.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from utils.config_loading import config_to_dict, save_config
+from utils.image_grid import save_png
+from utils.run_directory import (
+    CONFIG_NAME,
+    METRICS_NAME,
+    SAMPLES_NAME,
+    SUMMARY_NAME,
+    create_run_dir,
+    write_poison_indices,
+)
+from utils.seeding import seed_everything
+from utils.tracking import MetricsLog, log_model_artifact, start_wandb, wandb_run_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingSetup:
+    """Seeded RNGs, the compute device, and DataLoaders built the same way for every dataset."""
+
+    cfg: object
+    compute: Compute
+
+    def train_loader(self, dataset) -> DataLoader:
+        training = self.cfg.training
+        return make_loader(
+            dataset,
+            training.batch_size,
+            training.dataloader_num_workers,
+            shuffle=True,
+            seed=self.cfg.seed,
+            device=self.compute.device,
+        )
+
+    def test_loaders(self, clean, triggered) -> tuple[DataLoader, DataLoader | None]:
+        training = self.cfg.training
+
+        def loader(dataset):
+            return make_loader(
+                dataset,
+                training.batch_size,
+                training.dataloader_num_workers,
+                shuffle=False,
+                seed=self.cfg.seed,
+                device=self.compute.device,
+            )
+
+        return loader(clean), (loader(triggered) if triggered is not None else None)
+
+
+def training_setup(cfg) -> TrainingSetup:
+    seed_everything(cfg.seed)
+    return TrainingSetup(cfg, compute_for(cfg.training))
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    metrics: MetricsLog
+    wandb_run: object = None
+    started: float = field(default_factory=time.time)
+
+
+def start_run(cfg, job_type: str, setup: TrainingSetup, data: TrainingData) -> Run | None:
+    """Create the run directory (config, poison indices, trigger preview) and the W&B run; main process only."""
+    if not is_main_process():
+        return None
+    name = cfg.wandb.args.get("name") or cfg.model.architecture
+    run_dir = create_run_dir(cfg.training.save_path, name)
+    save_config(cfg, run_dir / CONFIG_NAME)
+    write_poison_indices(run_dir, data.poison_indices)
+    preview = trigger_preview(data.dataset, data.poison_indices)
+    if preview is not None:
+        save_png(preview, run_dir / SAMPLES_NAME)
+    wandb_run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, config_to_dict(cfg), run_dir, job_type)
+    if wandb_run is not None and preview is not None:
+        import wandb
+
+        wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="top: clean, bottom: triggered")})
+    log.info("run directory: %s", run_dir)
+    return Run(run_dir, MetricsLog(run_dir / METRICS_NAME, wandb_run), wandb_run)
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}/{key}" if prefix else key, inner, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def finish_run(run: Run, cfg, model: nn.Module, class_names: list[str], summary: dict, job_type: str) -> Path:
+    """Write the checkpoint and ``summary.json``, mirror both to W&B, close the W&B run."""
+    mean, std = cfg.model.mean_std()
+    metadata = classifier_metadata(
+        cfg.model.architecture,
+        cfg.model.num_classes,
+        class_names,
+        cfg.dataset.image_size,
+        mean,
+        std,
+        job_type=job_type,
+        seed=cfg.seed,
+    )
+    checkpoint = save_checkpoint(run.run_dir / CHECKPOINT_NAME, model, metadata)
+    full = {
+        **summary,
+        "checkpoint": CHECKPOINT_NAME,
+        "architecture": cfg.model.architecture,
+        "seconds": round(time.time() - run.started, 1),
+        "wandb_run_path": wandb_run_path(run.wandb_run),
+    }
+    atomic_write_json(run.run_dir / SUMMARY_NAME, full)
+    if run.wandb_run is not None:
+        run.wandb_run.summary.update(_flatten("", summary, {}))
+        log_model_artifact(run.wandb_run, checkpoint, metadata)
+        run.wandb_run.finish()
+    return checkpoint

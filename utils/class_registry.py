@@ -1,0 +1,41 @@
+"""Look up a class by the name a config gives it, inside a library namespace (torch.optim, torchvision...)."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from types import ModuleType
+
+
+def public_classes(namespace: ModuleType, base: type, exclude: tuple[type, ...] = ()) -> dict[str, type]:
+    """Public subclasses of ``base`` exposed by ``namespace`` (``base`` and ``exclude`` subclasses left out)."""
+    found = {}
+    for name in dir(namespace):
+        obj = getattr(namespace, name)
+        if (
+            not name.startswith("_")
+            and inspect.isclass(obj)
+            and issubclass(obj, base)
+            and obj is not base
+            and not issubclass(obj, exclude)
+        ):
+            found[name] = obj
+    return found
+
+
+def find_class(namespace: ModuleType, name: str, base: type, what: str, exclude: tuple[type, ...] = ()) -> type:
+    """The class called ``name``; a ``ValueError`` naming close matches and all valid names otherwise."""
+    classes = public_classes(namespace, base, exclude)
+    if name in classes:
+        return classes[name]
+    close = difflib.get_close_matches(name, classes, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ValueError(f"unknown {what} '{name}'{hint}; valid: {', '.join(sorted(classes))}")
+
+
+def single_entry(section: dict, key: str) -> tuple[str, dict]:
+    """A ``{ClassName: {kwargs}}`` block with exactly one entry, as (name, kwargs)."""
+    if len(section) != 1:
+        raise ValueError(f"{key} must name exactly one class, got {len(section)}: {', '.join(section) or 'none'}")
+    ((name, kwargs),) = section.items()
+    return name, dict(kwargs or {})

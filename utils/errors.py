@@ -1,0 +1,9 @@
+"""Exceptions that end a run with one clear line instead of a traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user (config, paths, data): exit code 2, one line on stderr."""
+
+
+class TrainingError(Exception):
+    """A run that cannot go on for a reason the user must look at (e.g. a non-finite loss): exit code 1."""

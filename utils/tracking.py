@@ -1,0 +1,108 @@
+"""Experiment tracking: ``metrics.jsonl`` in the run directory, mirrored to Weights & Biases when enabled.
+
+Logging never stops training: without an API key or a reachable server the W&B run is written offline
+(``wandb sync`` uploads it later), and if even that fails the run goes on with local files only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from utils.atomic_io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+OFFLINE_MODES = ("offline", "disabled", "dryrun")
+
+
+def _why_not_online() -> str | None:
+    """None when W&B has credentials and answers; else the reason to go offline."""
+    import wandb
+
+    try:
+        if not wandb.login(prompt=False, verify=False):
+            return "no API key (run `wandb login` or set WANDB_API_KEY)"
+        wandb.login(prompt=False, verify=True)
+    except Exception as err:  # the server's answer, or the lack of one, comes in many exception types
+        return f"cannot reach the W&B server ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+    return None
+
+
+def start_wandb(enabled: bool, init_args: dict, config: dict, run_dir: Path, job_type: str):
+    """``wandb.init(**init_args, config=config)``, falling back to offline mode; ``None`` when disabled."""
+    if not enabled:
+        return None
+    import wandb
+
+    args = {"dir": os.fspath(run_dir), "job_type": job_type, **init_args}
+    mode = os.environ.get("WANDB_MODE") or args.get("mode")
+    if mode not in OFFLINE_MODES:
+        reason = _why_not_online()
+        if reason:
+            log.warning("W&B: %s; logging offline under %s (upload later with `wandb sync`)", reason, args["dir"])
+            args["mode"] = "offline"
+    for attempt in ("as configured", "offline"):
+        try:
+            return wandb.init(**args, config=config)
+        except Exception as err:
+            log.warning("W&B: wandb.init failed %s (%s: %s)", attempt, type(err).__name__, err)
+            if args.get("mode") == "offline":
+                break
+            args["mode"] = "offline"
+    log.warning("W&B: continuing without W&B; the run directory has every metric")
+    return None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class MetricsLog:
+    """``log_metrics(dict, step)``: one JSON line per call in ``metrics.jsonl``, mirrored to W&B."""
+
+    def __init__(self, path: Path, wandb_run=None):
+        self.path = path
+        self.wandb_run = wandb_run
+        self._lines: list[str] = []
+
+    def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+        record = {"step": step, **_json_safe(metrics)}
+        self._lines.append(json.dumps(record))
+        # rewrite the small file whole: an interrupted run never leaves half a line
+        atomic_write_text(self.path, "\n".join(self._lines) + "\n")
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in metrics.items() if not isinstance(v, list | dict)}, step=step)
+
+
+def log_model_artifact(run, checkpoint: Path, metadata: dict) -> str:
+    """Upload the checkpoint as a ``model`` artifact and record its name in the run config.
+
+    A student finds it from the run path through ``checkpoint_artifact`` in the run's config.
+    """
+    import wandb
+
+    name = f"model-{run.id}"
+    artifact = wandb.Artifact(name, type="model", metadata=metadata)
+    artifact.add_file(os.fspath(checkpoint), name=checkpoint.name)
+    run.log_artifact(artifact, aliases=["latest", "final"])
+    run.config.update({"checkpoint_artifact": f"{name}:latest", "checkpoint_file": checkpoint.name})
+    return name
+
+
+def wandb_run_path(run) -> str | None:
+    """``entity/project/run_id`` of a run (entity unknown offline: ``None`` then)."""
+    if run is None:
+        return None
+    entity = getattr(run, "entity", None)
+    return f"{entity}/{run.project}/{run.id}" if entity else None
