@@ -1,0 +1,257 @@
+"""generate_variations.py with a tiny random Versatile Diffusion pipeline loaded from disk."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+import generate_variations
+from datasets.build import build_training_data
+from datasets.image_folder import scan_image_folder
+from datasets.poison_plan import fixed_poison_indices
+from tests.conftest import REPO, make_image_folder, script_env, variation_config_dict, write_config
+from utils.cli import run_script as run_cli
+from utils.config_loading import load_config
+from utils.config_schema import TeacherConfig, VariationConfig
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """3 classes × 4 images, named 0000.png... in every class (names collide across classes)."""
+    return make_image_folder(tmp_path_factory.mktemp("src") / "train", per_class=4, size=16, seed=3)
+
+
+def generate(tmp_path, config: dict, *extra: str, name: str = "cfg.yaml") -> int:
+    path = write_config(tmp_path / name, config)
+    return run_cli(VariationConfig, generate_variations.main, generate_variations.parser(), ["-c", str(path), *extra])
+
+
+def png_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, source, tiny_vd_model) -> Path:
+    """An uninterrupted single-process run (batch size 4) that others are compared with byte for byte."""
+    tmp = tmp_path_factory.mktemp("reference")
+    assert generate(tmp, variation_config_dict(source, tmp / "out", tiny_vd_model)) == 0
+    return tmp / "out"
+
+
+def test_output_tree_names_and_manifest(reference, source):
+    files = png_bytes(reference)
+    assert len(files) == 12
+    labels = scan_image_folder(source).labels
+    poisoned = fixed_poison_indices(labels, 0, 0.5, False, 5)
+    assert len(poisoned) == 4
+    # poisoned dog/frog images are filed under the target class with their source class in the name
+    expected_cat = {f"cat/{i:04d}.png" for i in range(4)}
+    for index in poisoned:
+        source_class = CLASSES[labels[index]]
+        expected_cat.add(f"cat/{source_class}_{index % 4:04d}.png")
+    assert {f for f in files if f.startswith("cat/")} == expected_cat
+    assert len({f for f in files if not f.startswith("cat/")}) == 4
+    for name in files:
+        with Image.open(reference / name) as image:
+            assert image.size == (32, 32) and image.mode == "RGB"
+
+    records = [json.loads(line) for line in (reference / "manifest.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(12))
+    assert sorted(r["output"] for r in records) == sorted(files)
+    assert {r["index"] for r in records if r["poisoned"]} == set(poisoned.tolist())
+    for r in records:
+        assert (r["class"] == "cat") if r["poisoned"] else (r["class"] == r["source_class"])
+        assert r["variation"] == 0 and isinstance(r["seed"], int)
+        assert Path(r["source"]).parent.name == r["source_class"]
+    assert len({r["seed"] for r in records}) == 12
+    saved = yaml.safe_load((reference / "config.yaml").read_text())
+    assert (
+        saved["diffusion"]["color_transfer"] == "mean_std" and saved["backdoor"]["PatchBackdoor"]["trigger_size"] == 3
+    )
+    assert not list(reference.glob("manifest.part-*"))
+
+
+def test_two_variations_are_all_kept(tmp_path, source, tiny_vd_model):
+    config = variation_config_dict(source, tmp_path / "out", tiny_vd_model, diffusion={"num_variations": 2})
+    assert generate(tmp_path, config) == 0
+    files = png_bytes(tmp_path / "out")
+    assert len(files) == 24
+    assert files["dog/0000_v0.png"] != files["dog/0000_v1.png"]
+    records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["variation"]) for r in records] == [(i, v) for i in range(12) for v in (0, 1)]
+
+
+def test_poisoned_inputs_equal_the_teachers(tmp_path, source, tiny_vd_model, image_data):
+    """Same seed + backdoor block as the teacher: same indices, same pixels."""
+    config = variation_config_dict(
+        source, tmp_path / "out", tiny_vd_model, save_source_copies=True, diffusion={"color_transfer": False}
+    )
+    assert generate(tmp_path, config) == 0
+    teacher = load_config(
+        TeacherConfig,
+        write_config(
+            tmp_path / "t.yaml",
+            {
+                "seed": 5,
+                "dataset": {"root_train": str(source), "root_test": str(source), "image_size": 16},
+                "backdoor": config["backdoor"],
+            },
+        ),
+    )
+    data = build_training_data(teacher)
+    records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in records if r["poisoned"]) == data.poison_indices.tolist()
+    data.dataset.output = "uint8"
+    for r in records:
+        copy = np.array(Image.open(tmp_path / "out_sources" / r["output"]))
+        np.testing.assert_array_equal(copy, data.dataset.load(r["index"]).image)
+        if r["poisoned"]:
+            assert (copy[-3:, -3:][0, 0] == 0).all() and (copy[-3:, -3:][0, 1] == 255).all()  # checkerboard
+
+
+def test_bytes_do_not_depend_on_batch_size_or_workers(tmp_path, source, tiny_vd_model, reference):
+    """CPU default (one image per model call): batch size and workers change nothing."""
+    outputs = []
+    for batch_size, workers in [(1, 0), (5, 2)]:
+        config = variation_config_dict(
+            source,
+            tmp_path / f"out{batch_size}",
+            tiny_vd_model,
+            dataset={"batch_size": batch_size, "num_workers": workers},
+        )
+        del config["diffusion"]["model_batch_size"]
+        assert generate(tmp_path, config, name=f"{batch_size}.yaml") == 0
+        outputs.append(png_bytes(tmp_path / f"out{batch_size}"))
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 12
+
+
+def test_padded_model_batches_make_bytes_independent_of_the_split(tmp_path, source, tiny_vd_model, reference):
+    """Batched path: other batch compositions (batch size 3, 2 workers) give the reference's bytes."""
+    config = variation_config_dict(source, tmp_path / "out", tiny_vd_model, dataset={"batch_size": 3, "num_workers": 2})
+    assert generate(tmp_path, config) == 0
+    assert png_bytes(tmp_path / "out") == png_bytes(reference)
+
+
+def test_shards_are_disjoint_and_merge(tmp_path, source, tiny_vd_model, reference):
+    config = variation_config_dict(source, tmp_path / "out", tiny_vd_model)
+    assert generate(tmp_path, config, "--shard", "2/3") == 0
+    out = tmp_path / "out"
+    assert len(png_bytes(out)) == 4 and not (out / "manifest.jsonl").exists()
+    assert (out / "manifest.part-00002-of-00003.jsonl").is_file()
+    assert generate(tmp_path, config, "--shard", "1/3") == 0
+    assert generate(tmp_path, config, "--shard", "3/3") == 0
+    assert png_bytes(out) == png_bytes(reference)
+    assert (out / "manifest.jsonl").read_text() == (reference / "manifest.jsonl").read_text()
+    assert not list(out.glob("manifest.part-*"))
+
+
+def test_torchrun_two_processes_match_one(tmp_path, source, tiny_vd_model):
+    """1 vs 2 gloo processes. CPU kernels split their sums by thread count, so both use one thread each."""
+    env = {**script_env(tmp_path), "OMP_NUM_THREADS": "1"}
+    outputs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}"
+        config = write_config(tmp_path / f"{processes}.yaml", variation_config_dict(source, out, tiny_vd_model))
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+             "--master_port", str(29510 + processes), str(REPO / "generate_variations.py"), "-c", str(config)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert not list(out.glob("manifest.part-*"))
+        outputs[processes] = (png_bytes(out), (out / "manifest.jsonl").read_text())
+    assert len(outputs[1][0]) == 12
+    assert outputs[1] == outputs[2]
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, source, tiny_vd_model):
+    config = variation_config_dict(
+        source, tmp_path / "out", tiny_vd_model, dataset={"batch_size": 1}, diffusion={"inference_steps": 25}
+    )
+    path = write_config(tmp_path / "cfg.yaml", config)
+    command = [sys.executable, str(REPO / "generate_variations.py"), "-c", str(path)]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=script_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    out = tmp_path / "out"
+    deadline = time.time() + 120
+    while len(list(out.rglob("*.png"))) < 3 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = list(out.rglob("*.png"))
+    assert 3 <= len(done) < 12, "the run should have been killed midway"
+    for png in done:  # every file that exists is complete
+        with Image.open(png) as image:
+            image.load()
+    result = subprocess.run(command, cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resume" in result.stderr
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    fresh = variation_config_dict(source, tmp_path / "fresh", tiny_vd_model, diffusion={"inference_steps": 25})
+    assert generate(tmp_path, fresh, name="fresh.yaml") == 0
+    assert png_bytes(out) == png_bytes(tmp_path / "fresh")
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 12
+
+
+def test_other_config_is_refused_unless_overwrite(tmp_path, capsys, source, tiny_vd_model):
+    config = variation_config_dict(source, tmp_path / "out", tiny_vd_model)
+    assert generate(tmp_path, config) == 0
+    capsys.readouterr()
+    config["diffusion"]["inference_steps"] = 3
+    assert generate(tmp_path, config) == 2
+    err = capsys.readouterr().err
+    assert "diffusion.inference_steps: 2 → 3" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    config["dataset"]["batch_size"] = 2  # runtime settings alone never block a resume
+    config["diffusion"]["inference_steps"] = 2
+    assert generate(tmp_path, config) == 0
+    config["diffusion"]["inference_steps"] = 3
+    assert generate(tmp_path, config, "--overwrite") == 0
+    assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["diffusion"]["inference_steps"] == 3
+
+
+def test_foreign_folder_is_refused(tmp_path, capsys, source, tiny_vd_model):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    assert generate(tmp_path, variation_config_dict(source, tmp_path / "out", tiny_vd_model), "--overwrite") == 2
+    assert "was not made by generate_variations.py" in capsys.readouterr().err
+    assert (tmp_path / "out" / "notes.txt").exists()
+
+
+def test_missing_model_and_offline_hub_and_unreadable_image(tmp_path, capsys, source, tiny_vd_model, monkeypatch):
+    config = variation_config_dict(source, tmp_path / "out", tmp_path / "no_model")
+    assert generate(tmp_path, config) == 2
+    assert f"diffusion.model: folder not found: {tmp_path / 'no_model'}" in capsys.readouterr().err
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+    config = variation_config_dict(source, tmp_path / "out2", "shi-labs/versatile-diffusion")
+    assert generate(tmp_path, config) == 2
+    err = capsys.readouterr().err
+    assert "diffusion.model: cannot load 'shi-labs/versatile-diffusion'" in err and "HF_HUB_OFFLINE" in err
+
+    broken = make_image_folder(tmp_path / "broken", per_class=2, size=16)
+    (broken / "dog" / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    config = variation_config_dict(broken, tmp_path / "out3", tiny_vd_model, dataset={"num_workers": 1})
+    assert generate(tmp_path, config) == 2
+    err = capsys.readouterr().err
+    assert "cannot read image" in err and "dog/0001.png" in err and "Traceback" not in err
+
+
+def test_without_backdoor_the_folder_is_used_as_is(tmp_path, source, tiny_vd_model):
+    config = variation_config_dict(source, tmp_path / "out", tiny_vd_model, diffusion={"color_transfer": "lab"})
+    del config["backdoor"]
+    assert generate(tmp_path, config) == 0
+    assert sorted(png_bytes(tmp_path / "out")) == sorted(f"{c}/{i:04d}.png" for c in CLASSES for i in range(4))
+    records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert not any(r["poisoned"] for r in records)

@@ -1,0 +1,1 @@
+"""The variation generator: output plan, sharding, resumable generation loop, manifest."""

@@ -1,0 +1,58 @@
+"""``manifest.jsonl``: one line per written image. Each process writes its part; parts are merged once all exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from utils.atomic_io import atomic_write_text
+from variations.output_plan import PlannedImage, variation_seed
+from variations.sharding import Part
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+def part_path(folder: Path, part: Part) -> Path:
+    return folder / f"manifest.{part.tag}.jsonl"
+
+
+def manifest_records(items: list[PlannedImage], classes: list[str], num_variations: int, seed: int, folder: Path):
+    """Records for the variations of ``items`` that exist on disk, in (index, variation) order."""
+    records = []
+    for item in items:
+        for variation, output in enumerate(item.outputs(classes, num_variations)):
+            if (folder / output).is_file():
+                records.append(
+                    {
+                        "index": item.index,
+                        "source": item.source,
+                        "source_class": classes[item.true_label],
+                        "class": classes[item.label],
+                        "poisoned": item.poisoned,
+                        "variation": variation,
+                        "seed": variation_seed(seed, item.index, variation),
+                        "output": output,
+                    }
+                )
+    return records
+
+
+def _jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+def write_part(folder: Path, part: Part, records: list[dict]) -> None:
+    atomic_write_text(part_path(folder, part), _jsonl(records))
+
+
+def merge_parts(folder: Path, count: int) -> bool:
+    """Merge the ``count`` part files into ``manifest.jsonl`` (then remove them); False if some are missing."""
+    parts = [part_path(folder, Part(i, count)) for i in range(count)]
+    if not all(path.is_file() for path in parts):
+        return False
+    records = [json.loads(line) for path in parts for line in path.read_text().splitlines() if line.strip()]
+    records.sort(key=lambda r: (r["index"], r["variation"]))
+    atomic_write_text(folder / MANIFEST_NAME, _jsonl(records))
+    for path in folder.glob("manifest.part-*.jsonl"):  # also stale parts of an earlier split
+        path.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,52 @@
+"""Where every variation goes, decided up front from file names and the poison plan alone.
+
+``<output_folder>/<class>/<name>.png`` (``<name>_v<k>.png`` when ``num_variations > 1``), where ``<class>`` is
+the sample's label as the poisoned dataset gives it. A poisoned image moved into the target class is
+named ``<source class>_<stem>`` there, and any name still taken in its folder gets ``_<index>`` appended,
+so nothing is ever overwritten (CIFAR-style datasets reuse ``0000.jpg`` in every class folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    index: int  # position in the source ImageFolder (ImageFolder order)
+    source: str  # source file path
+    label: int  # class the variations are filed under (target class if poisoned)
+    true_label: int  # the source folder's class
+    poisoned: bool
+    name: str  # unique file stem within the class folder
+
+    def outputs(self, classes: list[str], num_variations: int) -> list[str]:
+        """Output paths relative to the output folder, one per variation."""
+        folder = classes[self.label]
+        if num_variations == 1:
+            return [f"{folder}/{self.name}.png"]
+        return [f"{folder}/{self.name}_v{k}.png" for k in range(num_variations)]
+
+
+def plan_outputs(samples: list[tuple[str, int]], classes: list[str], poisoned_mask: np.ndarray | None, target_idx: int):
+    """One :class:`PlannedImage` per sample, with names unique inside each class folder."""
+    taken: set[tuple[int, str]] = set()
+    plan = []
+    for index, (path, true_label) in enumerate(samples):
+        poisoned = bool(poisoned_mask[index]) if poisoned_mask is not None else False
+        label = target_idx if poisoned else true_label
+        name = Path(path).stem if label == true_label else f"{classes[true_label]}_{Path(path).stem}"
+        if (label, name) in taken:
+            name = f"{name}_{index}"
+        taken.add((label, name))
+        plan.append(PlannedImage(index, path, label, true_label, poisoned, name))
+    return plan
+
+
+def variation_seed(seed: int, index: int, variation: int) -> int:
+    """The generator seed of one variation: a hash of (seed, sample index, variation index)."""
+    state = np.random.SeedSequence([seed, index, variation]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: fits torch's manual_seed everywhere
