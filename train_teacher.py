@@ -10,7 +10,7 @@ import sys
 
 from datasets.build import build_test_sets, build_training_data
 from models.classifier_factory import build_classifier
-from training.experiment import backdoor_metrics, fit, prepare_model
+from training.experiment import backdoor_metrics, fit
 from training.losses import SupervisedObjective
 from training.optim import build_lr_scheduler, build_optimizer
 from training.run import finish_run, start_run, training_setup
@@ -35,7 +35,7 @@ def main(cfg: TeacherConfig, args=None) -> dict:
     )
     mean, std = cfg.model.mean_std()
     model = build_classifier(cfg.model.architecture, cfg.model.num_classes, cfg.model.pretrained, mean, std)
-    model = prepare_model(model, setup.compute, cfg.training.compile)
+    model = setup.wrap(model)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
 

@@ -83,3 +83,31 @@ def run_script(tmp_path: Path, script: str, *args: str, timeout: int = 600) -> s
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_vd_model(tmp_path_factory) -> Path:
+    """A random tiny Versatile Diffusion image-variation pipeline saved with save_pretrained."""
+    from models.variation_backends.random_versatile_diffusion import build_random_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny_vd")
+    build_random_pipeline("tiny", seed=0).save_pretrained(folder)
+    return folder
+
+
+def variation_config_dict(source: Path, output: Path, model: Path, **sections) -> dict:
+    """Variations of the fixture data with the tiny pipeline: 32×32 outputs, 2 denoising steps.
+
+    ``model_batch_size: 4`` exercises the batched (GPU-style) path; delete it for the CPU default of 1.
+    """
+    config = {
+        "seed": 5,
+        "output_folder": str(output),
+        "dataset": {"root": str(source), "image_size": 16, "batch_size": 4, "num_workers": 0},
+        "backdoor": {"target_idx": 0, "poisoning_rate": 0.5, "PatchBackdoor": {"trigger_size": 3}},
+        "diffusion": {"model": str(model), "inference_steps": 2, "height": 32, "width": 32, "model_batch_size": 4},
+        "device": "cpu",
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config

@@ -13,8 +13,8 @@ from torch import nn
 from tqdm import tqdm
 
 from models.classifier_factory import split_outputs
-from training.distributed import all_reduce_sum, is_main_process
 from training.metrics import confusion_matrix
+from utils.distributed import all_reduce_sum, is_main_process, without_ddp
 from utils.errors import TrainingError
 
 Objective = Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -134,7 +134,7 @@ def evaluate(
 
     Batches are ``(images, label, true_label)``; on the triggered set the scored label is the target.
     """
-    model.eval()
+    model = without_ddp(model).eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=compute.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=compute.device)
     for images, labels, true_labels in _progress(loader, description, show_progress):

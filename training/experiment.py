@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from training.distributed import local_rank
 from training.engine import Compute, evaluate, train_one_epoch
 from training.metrics import accuracy, attack_success_rate, per_class_accuracy, robust_accuracy
 from training.optim import step_scheduler
+from utils.distributed import local_rank
 from utils.errors import UserError
 from utils.seeding import seed_worker
 from utils.tracking import MetricsLog
@@ -61,13 +61,6 @@ def make_loader(
     )
 
 
-def prepare_model(model: nn.Module, compute: Compute, compile_model: bool) -> nn.Module:
-    model = compute.prepare(model)
-    if compile_model and compute.device.type == "cuda":
-        model = torch.compile(model)
-    return model
-
-
 def fit(
     model: nn.Module,
     objective,
@@ -79,14 +72,13 @@ def fit(
     metrics_log: MetricsLog | None,
     evaluate_fn=None,
     eval_every: int = 0,
-    sampler=None,
 ) -> dict[str, float]:
     """Train for ``num_epochs``; log ``train/*`` (and ``test/*`` every ``eval_every`` epochs) per epoch."""
     scaler = compute.grad_scaler()
     stats: dict[str, float] = {}
     for epoch in range(1, num_epochs + 1):
-        if sampler is not None and hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle every epoch
         stats = train_one_epoch(model, loader, optimizer, objective, compute, epoch=epoch, scaler=scaler)
         metrics = {f"train/{key}": value for key, value in stats.items()}
         line = f"epoch {epoch}/{num_epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2%}"

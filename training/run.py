@@ -7,18 +7,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets.build import TrainingData
 from datasets.previews import trigger_preview
 from models.classifier_factory import classifier_metadata
-from training.distributed import is_main_process
 from training.engine import Compute
 from training.experiment import compute_for, make_loader
+from utils import distributed
 from utils.atomic_io import atomic_write_json
 from utils.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from utils.config_loading import config_to_dict, save_config
+from utils.distributed import ShardSampler
+from utils.errors import UserError
 from utils.image_grid import save_png
 from utils.run_directory import (
     CONFIG_NAME,
@@ -36,41 +40,72 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingSetup:
-    """Seeded RNGs, the compute device, and DataLoaders built the same way for every dataset."""
+    """Seeded RNGs, the compute device, the process group, and DataLoaders built the same way for every dataset.
+
+    Under torchrun each process gets ``training.batch_size / world_size`` images per step (the config's batch
+    size stays the global one), a ``DistributedSampler`` for training and a padding-free shard of the test sets.
+    """
 
     cfg: object
     compute: Compute
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def batch_size(self) -> int:
+        return self.cfg.training.batch_size // self.world_size
 
     def train_loader(self, dataset) -> DataLoader:
-        training = self.cfg.training
+        sampler = None
+        if self.world_size > 1:
+            sampler = DistributedSampler(dataset, self.world_size, self.rank, shuffle=True, seed=self.cfg.seed)
         return make_loader(
             dataset,
-            training.batch_size,
-            training.dataloader_num_workers,
+            self.batch_size,
+            self.cfg.training.dataloader_num_workers,
             shuffle=True,
-            seed=self.cfg.seed,
+            seed=self.cfg.seed + self.rank,  # worker RNGs (random poisoning, augmentations) differ per process
+            sampler=sampler,
             device=self.compute.device,
         )
 
     def test_loaders(self, clean, triggered) -> tuple[DataLoader, DataLoader | None]:
-        training = self.cfg.training
-
         def loader(dataset):
+            shard = ShardSampler(len(dataset), self.rank, self.world_size) if self.world_size > 1 else None
             return make_loader(
                 dataset,
-                training.batch_size,
-                training.dataloader_num_workers,
+                self.batch_size,
+                self.cfg.training.dataloader_num_workers,
                 shuffle=False,
                 seed=self.cfg.seed,
+                sampler=shard,
                 device=self.compute.device,
             )
 
         return loader(clean), (loader(triggered) if triggered is not None else None)
 
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model on its device (DistributedDataParallel across processes), compiled if configured."""
+        model = self.compute.prepare(model)
+        if self.world_size > 1:
+            device_ids = [self.compute.device.index] if self.compute.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids)
+        if self.cfg.training.compile and self.compute.device.type == "cuda":
+            model = torch.compile(model)
+        return model
+
 
 def training_setup(cfg) -> TrainingSetup:
-    seed_everything(cfg.seed)
-    return TrainingSetup(cfg, compute_for(cfg.training))
+    compute = compute_for(cfg.training)
+    distributed.init_from_environment(use_cuda=compute.device.type == "cuda")
+    world_size = distributed.world_size()
+    if cfg.training.batch_size % world_size:
+        raise UserError(
+            f"training.batch_size: {cfg.training.batch_size} (the global batch) does not split evenly over "
+            f"{world_size} processes"
+        )
+    seed_everything(cfg.seed)  # the same on every process: identical initial weights
+    return TrainingSetup(cfg, compute, distributed.rank(), world_size)
 
 
 @dataclass
@@ -83,7 +118,7 @@ class Run:
 
 def start_run(cfg, job_type: str, setup: TrainingSetup, data: TrainingData) -> Run | None:
     """Create the run directory (config, poison indices, trigger preview) and the W&B run; main process only."""
-    if not is_main_process():
+    if not distributed.is_main_process():
         return None
     name = cfg.wandb.args.get("name") or cfg.model.architecture
     run_dir = create_run_dir(cfg.training.save_path, name)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from utils import distributed
 from utils.config_loading import load_config
 from utils.errors import TrainingError, UserError
 
@@ -70,4 +71,6 @@ def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: li
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
     return 0

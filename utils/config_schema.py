@@ -333,6 +333,10 @@ class DiffusionSection(Section):
     height: int = Field(512, ge=8, multiple_of=8)  # generated image height, pixels
     width: int = Field(512, ge=8, multiple_of=8)  # generated image width, pixels
     compile: bool = False  # torch.compile the UNet (CUDA)
+    # Images per model call, padded to exactly this many so an image's bytes never depend on how the work
+    # was split (workers, processes, shards, resumption). Default: dataset.batch_size on CUDA; 1 on CPU,
+    # where batching gains little and single images make the bytes independent of the batch size too.
+    model_batch_size: int | None = Field(None, gt=0)
     classical: ClassicalBackendSection = Field(default_factory=ClassicalBackendSection)
 
     @field_validator("color_transfer", mode="before")

@@ -1,4 +1,4 @@
-"""torch.distributed helpers that are no-ops in a single process."""
+"""torch.distributed helpers shared by the scripts; all are no-ops in a single process."""
 
 from __future__ import annotations
 
@@ -37,3 +37,58 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def init_from_environment(use_cuda: bool) -> bool:
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); False when not under torchrun."""
+    if not launched_by_torchrun():
+        return False
+    if not is_distributed():
+        if use_cuda:
+            torch.cuda.set_device(local_rank())
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_from_main(obj):
+    """Rank 0's ``obj`` on every rank (any picklable object)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Every ``world_size``-th index from ``rank``, without padding: each sample is seen exactly once.
+
+    (DistributedSampler pads the last round with repeats, which would bias evaluation metrics.)
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int):
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def without_ddp(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DistributedDataParallel (compiled or not), for evaluation.
+
+    Evaluation shards may differ in batch count between processes; DDP's forward would wait for the others.
+    """
+    inner = getattr(model, "_orig_mod", model)
+    return inner.module if isinstance(inner, torch.nn.parallel.DistributedDataParallel) else model

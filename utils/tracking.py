@@ -106,3 +106,39 @@ def wandb_run_path(run) -> str | None:
         return None
     entity = getattr(run, "entity", None)
     return f"{entity}/{run.project}/{run.id}" if entity else None
+
+
+def record_teacher_input(run, source) -> None:
+    """Mark the teacher checkpoint as an input of this W&B run (artifact lineage).
+
+    W&B records inputs only online; offline runs keep the teacher reference in their config
+    (``distillation.teacher_model``, ``teacher_artifact``).
+    """
+    if run is None:
+        return
+    run.config.update({"teacher_artifact": source.artifact})
+    if run.offline:
+        log.info("W&B offline: teacher lineage is recorded only online; the run config names the teacher")
+        return
+    import wandb
+
+    try:
+        if source.artifact is not None:
+            run.use_artifact(source.artifact)
+        else:  # a local teacher: upload its checkpoint as the input artifact
+            artifact = wandb.Artifact(f"teacher-{run.id}", type="model", metadata={"reference": source.reference})
+            artifact.add_file(os.fspath(source.path))
+            run.use_artifact(artifact)
+    except Exception as err:  # lineage is a nicety; never stop training for it
+        log.warning("W&B: could not record the teacher as an input (%s: %s)", type(err).__name__, err)
+
+
+def log_comparison(run, results: dict) -> None:
+    """Teacher vs. student as a W&B table (the summary gets the same numbers via ``finish_run``)."""
+    import wandb
+
+    keys = ("clean_accuracy", "attack_success_rate", "robust_accuracy")
+    table = wandb.Table(
+        columns=["model", *keys], data=[[name, *(results[name][k] for k in keys)] for name in ("teacher", "student")]
+    )
+    run.log({"results/teacher_vs_student": table})

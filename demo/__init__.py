@@ -1,0 +1,1 @@
+"""`make demo`: the whole method end to end on the generated demo dataset (python -m demo)."""

@@ -1,0 +1,3 @@
+from demo.run_demo import main
+
+main()

@@ -1,0 +1,67 @@
+"""The demo's results table (Markdown + JSON) and its picture of clean, triggered and variation images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from backdoor_attacks import build_attack
+from datasets.image_folder import read_rgb
+from utils.atomic_io import atomic_write_json, atomic_write_text
+from utils.config_schema import BackdoorSection
+from utils.image_grid import image_grid, save_png
+from utils.report import markdown_table
+
+KEYS = ("clean_accuracy", "attack_success_rate", "robust_accuracy")
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def build_results(summaries: dict, backend: str, seconds: float) -> dict:
+    """Teacher, student on variations, student on clean images: CA, ASR, RA and (for students) DER."""
+    label = "Versatile Diffusion" if backend == "versatile_diffusion" else "classical baseline (no generative model)"
+    rows = {"teacher": {k: summaries["teacher"][k] for k in KEYS} | {"der": None}}
+    for name in ("student", "student_clean"):
+        summary = summaries[name]
+        rows[name] = {k: summary["student"][k] for k in KEYS} | {"der": summary["der"]}
+    return {"variation_backend": label, "wall_time_seconds": round(seconds, 1), "models": rows}
+
+
+def write_results(results: dict, out: Path) -> str:
+    names = {
+        "teacher": "teacher (poisoned training data)",
+        "student": f"student on variations — {results['variation_backend']}",
+        "student_clean": "student on clean training images (upper bound)",
+    }
+    rows = [[names[key], *(_percent(values[k]) for k in (*KEYS, "der"))] for key, values in results["models"].items()]
+    table = markdown_table(["model", "clean accuracy", "ASR", "robust accuracy", "DER"], rows)
+    text = (
+        "# Demo results\n\n"
+        f"Variations made with: **{results['variation_backend']}**.\n\n"
+        f"{table}\n\n"
+        "CA: accuracy on the clean test set. ASR: share of triggered non-target test images classified as the "
+        "target. RA: share of them still classified correctly. DER = (max(0, ASR_t − ASR_s) − max(0, CA_t − CA_s) "
+        "+ 1) / 2 against the teacher.\n\n"
+        f"Wall time: {results['wall_time_seconds'] / 60:.1f} min.\n"
+    )
+    atomic_write_text(out / "results.md", text)
+    atomic_write_json(out / "results.json", results)
+    return table
+
+
+def samples_figure(teacher_dir: Path, variations: Path, path: Path, count: int = 8) -> None:
+    """Rows: clean training images, the same with the trigger, and their variations (poisoned samples)."""
+    config = yaml.safe_load((teacher_dir / "config.yaml").read_text())
+    backdoor = BackdoorSection.model_validate(config["backdoor"])
+    attack = build_attack(backdoor.attack_name, backdoor.attack_params)
+    size = config["dataset"]["image_size"]
+    records = [json.loads(line) for line in (variations / "manifest.jsonl").read_text().splitlines()]
+    chosen = [r for r in records if r["poisoned"] and r["variation"] == 0][:count]
+    clean = [read_rgb(r["source"], size) for r in chosen]
+    triggered = [attack(image) for image in clean]
+    varied = [read_rgb(variations / r["output"], size) for r in chosen]
+    save_png(image_grid([clean, triggered, varied], size=64), path)
