@@ -10,7 +10,7 @@ from backdoor_attacks import build_attack
 from datasets.image_folder import ImageFolderIndex, scan_image_folder
 from datasets.poison_plan import fixed_poison_indices, index_mask, random_poison_draw
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
-from datasets.transforms import build_transform
+from datasets.transforms import build_transform, runs_on_uint8
 
 
 @dataclass
@@ -48,11 +48,13 @@ def poisoned_indices(poisoning: Poisoning | None) -> np.ndarray:
 def build_training_data(config) -> TrainingData:
     index = scan_image_folder(config.dataset.root_train)
     poisoning = build_poisoning(config.backdoor, index.labels, config.seed)
+    uint8 = runs_on_uint8(config.transformations) and (poisoning is None or poisoning.poison_first)
     dataset = PoisonedImageFolder(
         index.samples,
         config.dataset.image_size,
         poisoning=poisoning,
         transform=build_transform(config.transformations),
+        output="uint8_chw" if uint8 else "float",
     )
     return TrainingData(dataset, index, poisoned_indices(poisoning))
 
@@ -61,7 +63,7 @@ def build_test_sets(config) -> tuple[PoisonedImageFolder, PoisonedImageFolder | 
     """(clean test set, triggered test set or ``None`` without a ``backdoor`` block)."""
     index = scan_image_folder(config.dataset.root_test)
     size = config.dataset.image_size
-    clean = PoisonedImageFolder(index.samples, size)
+    clean = PoisonedImageFolder(index.samples, size, output="uint8_chw")
     backdoor = config.backdoor
     if backdoor is None:
         return clean, None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from utils.errors import UserError
 
@@ -65,12 +68,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def read_rgb(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
-    """Decode ``path`` to an H×W×3 uint8 array, resized to ``size``×``size`` (bicubic) when given."""
+    """Decode ``path`` to an H×W×3 uint8 array, resized to ``size``×``size`` (bicubic, antialiased) if given.
+
+    The file is read in one call and decoded from memory (PIL's lazy file reads are slower), and the
+    resize runs on a uint8 tensor (about twice as fast as PIL's bicubic at 224 px). torchvision.io would
+    decode faster still, but its decoders are deprecated since torchvision 0.29.
+    """
     try:
-        with Image.open(path) as handle:
-            image = to_rgb(handle)
-            if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BICUBIC)
-            return np.array(image, dtype=np.uint8)
+        with Image.open(io.BytesIO(Path(path).read_bytes())) as handle:
+            pixels = torch.from_numpy(np.array(to_rgb(handle), dtype=np.uint8))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise UserError(f"cannot read image {path}: {err}") from err
+    if size is not None and tuple(pixels.shape[:2]) != (size, size):
+        chw = resize(pixels.permute(2, 0, 1), [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        pixels = chw.permute(1, 2, 0).contiguous()
+    return pixels.numpy()

@@ -51,12 +51,19 @@ def to_uint8_array(image: torch.Tensor) -> np.ndarray:
     return image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
+OUTPUTS = ("float", "uint8_chw", "uint8")
+
+
 class PoisonedImageFolder(Dataset):
     """Samples ``(image, label, true_label)``: resized, poisoned per plan, transformed.
 
-    Order of work per fetch: decode → resize to ``image_size`` → trigger (``poison_first``) → float tensor →
-    ``transform`` → trigger (not ``poison_first``). With ``output="uint8"`` the transforms are skipped and
-    the image stays an H×W×3 uint8 array (what the variation generator feeds the diffusion model).
+    Order of work per fetch: decode → resize to ``image_size`` → trigger (``poison_first``) → tensor →
+    ``transform`` → trigger (not ``poison_first``). ``output`` picks the image type:
+
+    - ``float``: 3×H×W float32 in [0, 1], transforms on floats (the reference's order);
+    - ``uint8_chw``: 3×H×W uint8, transforms on uint8; the device divides by 255. For transforms that mean
+      the same on both (see ``datasets.transforms.runs_on_uint8``) and triggers applied before them;
+    - ``uint8``: an H×W×3 uint8 array without transforms (what the variation generator feeds the model).
     """
 
     def __init__(
@@ -67,8 +74,10 @@ class PoisonedImageFolder(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         output: str = "float",
     ):
-        if output not in ("float", "uint8"):
-            raise ValueError(f"output must be 'float' or 'uint8', not {output!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
+        if output == "uint8_chw" and poisoning is not None and not poisoning.poison_first:
+            raise ValueError("uint8_chw output needs poison_first: the late trigger works on floats")
         self.samples = samples
         self.image_size = image_size
         self.poisoning = poisoning
@@ -91,6 +100,9 @@ class PoisonedImageFolder(Dataset):
             if late_trigger:
                 image = to_uint8_array(plan.attack(to_float_tensor(image)))
             return Sample(image, label, true_label, poisoned)
+        if self.output == "uint8_chw":
+            tensor = torch.from_numpy(image).permute(2, 0, 1)
+            return Sample(self.transform(tensor) if self.transform is not None else tensor, label, true_label, poisoned)
         tensor = to_float_tensor(image)
         if self.transform is not None:
             tensor = self.transform(tensor)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from models.classifier_factory import split_outputs
 from training.metrics import confusion_matrix
-from utils.distributed import all_reduce_sum, is_main_process, without_ddp
+from utils.distributed import all_reduce_sum, broadcast_buffers, is_main_process, without_ddp
 from utils.errors import TrainingError
 
 Objective = Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,7 +44,10 @@ class Compute:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def images(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch on the device as floats in [0, 1] (uint8 batches are converted there: 4× less to copy)."""
         images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255)
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -135,6 +138,7 @@ def evaluate(
     Batches are ``(images, label, true_label)``; on the triggered set the scored label is the target.
     """
     model = without_ddp(model).eval()
+    broadcast_buffers(model)  # every process scores with rank 0's BatchNorm statistics (the checkpoint's)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=compute.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=compute.device)
     for images, labels, true_labels in _progress(loader, description, show_progress):

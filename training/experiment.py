@@ -46,6 +46,7 @@ def make_loader(
     seed: int,
     sampler=None,
     device: torch.device | None = None,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A DataLoader whose shuffling and worker RNGs follow ``seed``."""
     return DataLoader(
@@ -58,6 +59,7 @@ def make_loader(
         persistent_workers=num_workers > 0,
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(seed),
+        drop_last=drop_last,
     )
 
 

@@ -59,6 +59,7 @@ class TrainingSetup:
         sampler = None
         if self.world_size > 1:
             sampler = DistributedSampler(dataset, self.world_size, self.rank, shuffle=True, seed=self.cfg.seed)
+        per_process = len(sampler) if sampler is not None else len(dataset)
         return make_loader(
             dataset,
             self.batch_size,
@@ -67,6 +68,9 @@ class TrainingSetup:
             seed=self.cfg.seed + self.rank,  # worker RNGs (random poisoning, augmentations) differ per process
             sampler=sampler,
             device=self.compute.device,
+            # a last batch of one image breaks BatchNorm in training mode; drop the partial batch when there
+            # is at least one full one (every image is still seen across epochs, as the shuffle changes)
+            drop_last=per_process >= self.batch_size,
         )
 
     def test_loaders(self, clean, triggered) -> tuple[DataLoader, DataLoader | None]:

@@ -92,3 +92,14 @@ def without_ddp(model: torch.nn.Module) -> torch.nn.Module:
     """
     inner = getattr(model, "_orig_mod", model)
     return inner.module if isinstance(inner, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics).
+
+    DDP broadcasts buffers at the start of each training forward, but each process then updates its own
+    copy; without this, processes would evaluate their shards with slightly different statistics.
+    """
+    if is_distributed():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)

@@ -1,0 +1,112 @@
+"""torchrun with 2 gloo processes on CPU: teacher and student, compared with single-process evaluation."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from datasets.build import build_test_sets
+from datasets.image_folder import scan_image_folder
+from datasets.poison_plan import fixed_poison_indices
+from models.classifier_factory import classifier_from_checkpoint
+from tests.conftest import REPO, make_image_folder, script_env, teacher_config_dict, write_config
+from training.engine import Compute
+from training.experiment import backdoor_metrics, make_loader
+from utils.config_loading import validate_config
+from utils.config_schema import StudentConfig, TeacherConfig
+from utils.distributed import ShardSampler
+
+
+def torchrun(tmp_path, script: str, config, port: int, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(REPO / script), "-c", str(config), *extra],
+        cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def single_process_metrics(run_dir, schema=TeacherConfig):
+    """Evaluate the saved checkpoint in this process on the test sets its config describes."""
+    config = validate_config(schema, yaml.safe_load((run_dir / "config.yaml").read_text()))
+    model, metadata = classifier_from_checkpoint(run_dir / "model.safetensors")
+    clean, triggered = build_test_sets(config)
+    loaders = [make_loader(d, 5, 0, shuffle=False, seed=0) for d in (clean, triggered)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like each torchrun process: same kernels, same sums
+    try:
+        return backdoor_metrics(model, *loaders, Compute(torch.device("cpu")), metadata["class_names"], 0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp_data")
+    # odd counts: the test shards differ in size, the training shards get DistributedSampler padding
+    return {
+        "train": make_image_folder(root / "train", per_class=7, seed=1),
+        "test": make_image_folder(root / "test", per_class=5, seed=2),
+    }
+
+
+@pytest.fixture(scope="module")
+def ddp_teacher(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("ddp_teacher")
+    config = teacher_config_dict(data, tmp / "runs", training={"num_epochs": 2, "batch_size": 8, "eval_every": 1})
+    result = torchrun(tmp, "train_teacher.py", write_config(tmp / "t.yaml", config), 29621)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp / "runs", result
+
+
+def test_teacher_under_torchrun(ddp_teacher, data):
+    runs, result = ddp_teacher
+    (run_dir,) = list(runs.iterdir())  # only rank 0 made a run directory
+    for name in ("config.yaml", "poison_indices.json", "metrics.jsonl", "summary.json", "model.safetensors"):
+        assert (run_dir / name).is_file()
+    labels = scan_image_folder(data["train"]).labels
+    assert (
+        json.loads((run_dir / "poison_indices.json").read_text())
+        == fixed_poison_indices(labels, 0, 0.5, False, 0).tolist()
+    )
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # one writer
+    summary = json.loads((run_dir / "summary.json").read_text())
+    reference = single_process_metrics(run_dir)
+    for key in ("clean_accuracy", "attack_success_rate", "robust_accuracy", "per_class_accuracy"):
+        assert summary[key] == reference[key], key
+    assert summary["clean_loss"] == pytest.approx(reference["clean_loss"], rel=1e-5)
+    assert result.stderr.count("run directory:") == 2  # start and end lines, from rank 0 alone
+
+
+def test_student_under_torchrun(tmp_path, ddp_teacher, data):
+    runs, _ = ddp_teacher
+    (teacher_dir,) = list(runs.iterdir())
+    config = teacher_config_dict(data, tmp_path / "students", training={"num_epochs": 1, "batch_size": 8})
+    config["backdoor"]["poisoning_rate"] = 0.0
+    config["distillation"] = {"teacher_model": str(teacher_dir), "temperature": 4.0}
+    result = torchrun(tmp_path, "train_student.py", write_config(tmp_path / "s.yaml", config), 29622)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "students").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    reference = single_process_metrics(run_dir, StudentConfig)
+    for key in ("clean_accuracy", "attack_success_rate", "robust_accuracy"):
+        assert summary["student"][key] == reference[key]
+    teacher_summary = json.loads((teacher_dir / "summary.json").read_text())
+    assert summary["teacher"]["clean_accuracy"] == teacher_summary["clean_accuracy"]
+
+
+def test_uneven_global_batch_is_refused(tmp_path, data):
+    config = teacher_config_dict(data, tmp_path / "runs", training={"batch_size": 7})
+    result = torchrun(tmp_path, "train_teacher.py", write_config(tmp_path / "t.yaml", config), 29623)
+    assert result.returncode != 0
+    assert "training.batch_size: 7 (the global batch) does not split evenly over 2 processes" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shard_sampler_covers_each_index_once():
+    shards = [list(ShardSampler(11, rank, 3)) for rank in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(11))
+    assert [len(s) for s in shards] == [4, 4, 3]
