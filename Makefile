@@ -27,5 +27,8 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+demo: $(STAMP)
+	$(BIN)/python -m demo
+
 clean:
 	rm -rf demo_data demo_results .pytest_cache .ruff_cache

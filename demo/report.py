@@ -60,7 +60,11 @@ def samples_figure(teacher_dir: Path, variations: Path, path: Path, count: int =
     attack = build_attack(backdoor.attack_name, backdoor.attack_params)
     size = config["dataset"]["image_size"]
     records = [json.loads(line) for line in (variations / "manifest.jsonl").read_text().splitlines()]
-    chosen = [r for r in records if r["poisoned"] and r["variation"] == 0][:count]
+    by_class: dict[str, dict] = {}
+    for record in records:  # one poisoned image per source class, for variety
+        if record["poisoned"] and record["variation"] == 0:
+            by_class.setdefault(record["source_class"], record)
+    chosen = list(by_class.values())[:count]
     clean = [read_rgb(r["source"], size) for r in chosen]
     triggered = [attack(image) for image in clean]
     varied = [read_rgb(variations / r["output"], size) for r in chosen]

@@ -127,3 +127,33 @@ def test_unreadable_image_names_its_path(tmp_path):
     dataset = PoisonedImageFolder([(str(bad), 0)], 8)
     with pytest.raises(UserError, match="cannot read image"):
         dataset[0]
+
+
+def test_uint8_transport_matches_the_float_path(folder):
+    """Flips/crops on uint8 then ÷255 on the device equal the reference's float pipeline."""
+    from datasets.transforms import build_transform, runs_on_uint8
+
+    spec = {"RandomHorizontalFlip": {"p": 1.0}, "CenterCrop": {"size": 12}}
+    assert runs_on_uint8(spec)
+    mask = np.ones(len(folder), dtype=bool)
+    poisoning = Poisoning(white_patch(), 0, fixed_mask=mask)
+    as_float = PoisonedImageFolder(folder.samples, 16, poisoning, transform=build_transform(spec))
+    as_uint8 = PoisonedImageFolder(folder.samples, 16, poisoning, transform=build_transform(spec), output="uint8_chw")
+    for index in (0, 7):
+        expected, label, _ = as_float[index]
+        image, label8, _ = as_uint8[index]
+        assert image.dtype == torch.uint8 and label8 == label
+        torch.testing.assert_close(image.float() / 255, expected)
+
+
+def test_which_transforms_keep_uint8():
+    from datasets.transforms import runs_on_uint8
+
+    assert runs_on_uint8(None) and runs_on_uint8(
+        {"RandomResizedCrop": {"size": 24}, "ColorJitter": {"brightness": 0.2}}
+    )
+    assert not runs_on_uint8({"Normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}})
+    assert not runs_on_uint8({"RandomSolarize": {"threshold": 0.5}})  # threshold is in pixel units
+    assert not runs_on_uint8({"Pad": {"padding": 2, "fill": 0.5}})
+    with pytest.raises(ValueError, match="poison_first"):
+        PoisonedImageFolder([], 8, Poisoning(white_patch(), 0, poison_first=False), output="uint8_chw")

@@ -1,0 +1,74 @@
+"""Training images/s with 1 and with 2 processes under torchrun (gloo on CPU, NCCL on GPUs).
+
+    python -m benchmarks.ddp_throughput [--data ../shared/data/cifar10] [--images-per-class 200]
+
+Runs the real train_teacher.py for one epoch on a class-balanced subset (symlinked into a temporary
+ImageFolder) and reads ``train/images_per_second`` from the run's metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def subset(source: Path, target: Path, per_class: int) -> None:
+    for class_dir in sorted(p for p in source.iterdir() if p.is_dir()):
+        (target / class_dir.name).mkdir(parents=True)
+        for file in sorted(class_dir.iterdir())[:per_class]:
+            (target / class_dir.name / file.name).symlink_to(file.resolve())
+
+
+def measure(processes: int, config: Path, workdir: Path, port: int) -> float:
+    runs = workdir / f"runs_{processes}"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_port", str(port), str(REPO / "train_teacher.py"), "-c", str(config),
+               "--set", f"training.save_path={runs}"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": str(max(1, os.cpu_count() // processes))}
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+    (run_dir,) = runs.iterdir()
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["train/images_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/cifar10", help="ImageFolder root with train/ and test/")
+    parser.add_argument("--images-per-class", type=int, default=200)
+    parser.add_argument("--architecture", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = Path(args.data).resolve()
+        subset(data / "train", work / "train", args.images_per_class)
+        subset(data / "test", work / "test", 10)
+        config = {
+            "model": {"architecture": args.architecture},
+            "dataset": {
+                "root_train": str(work / "train"),
+                "root_test": str(work / "test"),
+                "image_size": args.image_size,
+            },
+            "backdoor": {"target_idx": 0, "poisoning_rate": 0.1, "PatchBackdoor": {"trigger_size": 3}},
+            "transformations": {"RandomHorizontalFlip": {"p": 0.5}},
+            "training": {"num_epochs": 1, "batch_size": args.batch_size, "dataloader_num_workers": 1},
+        }
+        path = work / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        for processes in (1, 2):
+            rate = measure(processes, path, work, 29700 + processes)
+            print(json.dumps({"processes": processes, "train_images_per_s": round(rate, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
