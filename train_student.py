@@ -20,6 +20,7 @@ from training.losses import DistillationObjective
 from training.metrics import defense_effectiveness_rate
 from training.optim import build_lr_scheduler, build_optimizer
 from training.run import finish_run, start_run, training_setup
+from utils import distributed
 from utils.cli import config_parser, run_script
 from utils.config_schema import StudentConfig
 from utils.errors import UserError
@@ -44,7 +45,8 @@ def check_teacher_classes(metadata: dict, classes: list[str], reference: str) ->
 
 def main(cfg: StudentConfig, args=None) -> dict:
     setup = training_setup(cfg)
-    source = resolve_teacher(cfg.distillation.teacher_model)
+    with distributed.local_main_first():  # one download per machine into the shared cache
+        source = resolve_teacher(cfg.distillation.teacher_model)
     teacher, teacher_meta = load_teacher(source)
     data = build_training_data(cfg)
     check_teacher_classes(teacher_meta, data.index.classes, source.reference)
@@ -80,11 +82,11 @@ def main(cfg: StudentConfig, args=None) -> dict:
     def evaluate(model):
         return backdoor_metrics(model, clean_loader, triggered_loader, setup.compute, classes, target_idx)
 
-    fit(
+    student_final = fit(
         student, objective, optimizer, scheduler, train_loader, setup.compute, cfg.training.num_epochs,
         run.metrics if run else None, evaluate_fn=lambda: evaluate(student), eval_every=cfg.training.eval_every,
     )  # fmt: skip
-    results = {"student": evaluate(student), "teacher": {**evaluate(teacher), "reference": source.reference}}
+    results = {"student": student_final, "teacher": {**evaluate(teacher), "reference": source.reference}}
     results["der"] = None
     if triggered_test is not None:
         results["der"] = defense_effectiveness_rate(

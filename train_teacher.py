@@ -47,7 +47,7 @@ def main(cfg: TeacherConfig, args=None) -> dict:
     def evaluate_now():
         return backdoor_metrics(model, clean_loader, triggered_loader, setup.compute, data.index.classes, target_idx)
 
-    fit(
+    final = fit(
         model,
         SupervisedObjective(cfg.training.aux_loss_weight),
         optimizer,
@@ -59,7 +59,6 @@ def main(cfg: TeacherConfig, args=None) -> dict:
         evaluate_fn=evaluate_now,
         eval_every=cfg.training.eval_every,
     )
-    final = evaluate_now()
     summary = {**final, "num_poisoned": len(data.poison_indices), "num_train": len(data.dataset)}
     if run is not None:
         finish_run(run, cfg, model, data.index.classes, summary, "teacher")

@@ -25,8 +25,10 @@ class BlendedBackdoorParams(BaseModel):
     @field_validator("trigger_type")
     @classmethod
     def _random_or_file(cls, value: str) -> str:
-        if value != "random" and not Path(value).is_file():
-            raise ValueError(f"must be 'random' or the path of an image file; '{value}' is not a file")
+        if value != "random":
+            if not Path(value).is_file():
+                raise ValueError(f"must be 'random' or the path of an image file; '{value}' is not a file")
+            make_blend_trigger(value, 8)  # a file that is no image fails here, with its path
         return value
 
 

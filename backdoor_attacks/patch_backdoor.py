@@ -11,6 +11,8 @@ import torch
 from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from utils.image_tensors import to_uint8_array
+
 TRIGGER_TYPES_HELP = "checkerboard, white, black, #rrggbb or checkerboard_#rrggbb_#rrggbb"
 
 
@@ -72,7 +74,7 @@ def make_patch_pattern(trigger_type: str, size: int) -> np.ndarray:
 def content_seed(image: np.ndarray | torch.Tensor) -> int:
     """A seed derived from the pixels, equal for an H×W×3 uint8 image and its 3×H×W float version."""
     if isinstance(image, torch.Tensor):
-        image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        image = to_uint8_array(image)
     return zlib.crc32(np.ascontiguousarray(image).tobytes())
 
 

@@ -16,9 +16,9 @@ import torch
 
 from models.classifier_factory import build_classifier
 from training.engine import Compute, train_one_epoch
-from training.experiment import resolve_device
 from training.losses import SupervisedObjective
 from training.optim import build_optimizer
+from utils.distributed import resolve_device
 
 
 def step_rate(args, device: torch.device, precision: str, channels_last: bool, compiled: bool) -> float:

@@ -21,9 +21,10 @@ from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning
 from datasets.transforms import build_transform
 from models.classifier_factory import build_classifier
 from training.engine import Compute, train_one_epoch
-from training.experiment import make_loader, resolve_device
+from training.experiment import make_loader
 from training.losses import SupervisedObjective
 from training.optim import build_optimizer
+from utils.distributed import resolve_device
 
 
 def build_dataset(root: str, size: int, limit: int) -> Subset:

@@ -23,8 +23,8 @@ from datasets.image_folder import scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from models.variation_backends.random_versatile_diffusion import build_random_pipeline
 from models.variation_backends.versatile_diffusion import VersatileDiffusionBackend
-from training.experiment import resolve_device
 from utils.config_schema import DiffusionSection
+from utils.distributed import resolve_device
 from variations.generator import generate
 from variations.output_plan import plan_outputs
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from utils.image_grid import save_png
+from utils.atomic_io import atomic_write_png
 
 CLASSES = (
     "circle",
@@ -114,7 +114,7 @@ def generate_demo_dataset(
                 if path.is_file():
                     continue
                 rng = np.random.default_rng([seed, split_id, label, index])
-                save_png(draw_sample(label, size, rng), path)
+                atomic_write_png(path, draw_sample(label, size, rng))
     return root
 
 

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from backdoor_attacks import Attack
 from datasets.image_folder import read_rgb
+from utils.image_tensors import to_float_tensor, to_uint8_array
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,6 @@ class Sample(NamedTuple):
     label: int  # label used for training / scoring (the target class when poisoned)
     true_label: int  # the folder's label
     poisoned: bool
-
-
-def to_float_tensor(image: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 → 3×H×W float32 in [0, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
-
-
-def to_uint8_array(image: torch.Tensor) -> np.ndarray:
-    """3×H×W float in [0, 1] → H×W×3 uint8 (rounded)."""
-    return image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 OUTPUTS = ("float", "uint8_chw", "uint8")

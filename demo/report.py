@@ -9,9 +9,9 @@ import yaml
 
 from backdoor_attacks import build_attack
 from datasets.image_folder import read_rgb
-from utils.atomic_io import atomic_write_json, atomic_write_text
+from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
 from utils.config_schema import BackdoorSection
-from utils.image_grid import image_grid, save_png
+from utils.image_grid import image_grid
 from utils.report import markdown_table
 
 KEYS = ("clean_accuracy", "attack_success_rate", "robust_accuracy")
@@ -68,4 +68,4 @@ def samples_figure(teacher_dir: Path, variations: Path, path: Path, count: int =
     clean = [read_rgb(r["source"], size) for r in chosen]
     triggered = [attack(image) for image in clean]
     varied = [read_rgb(variations / r["output"], size) for r in chosen]
-    save_png(image_grid([clean, triggered, varied], size=64), path)
+    atomic_write_png(path, image_grid([clean, triggered, varied], size=64))

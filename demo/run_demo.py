@@ -81,7 +81,9 @@ def main() -> None:
     generate_demo_dataset(args.data, train_per_class=args.train_per_class, test_per_class=args.test_per_class)
     print(f"demo dataset: {args.data}/train and {args.data}/test")
     data = [f"dataset.root_train={args.data}/train", f"dataset.root_test={args.data}/test"]
-    epochs = [f"training.num_epochs={args.epochs}"] if args.epochs else []
+    # the demo's cosine schedule spans the whole run
+    epochs = [f"training.num_epochs={args.epochs}", f"lr_scheduler.CosineAnnealingLR.T_max={args.epochs}"]
+    epochs = epochs if args.epochs else []
     runs = out / "runs"
 
     run("train_teacher.py", CONFIGS / "teacher.yaml", *data, f"training.save_path={runs}/teacher", *epochs)

@@ -16,7 +16,7 @@ import torchvision.models as tv_models
 from torch import nn
 
 from utils.checkpoint import read_checkpoint
-from utils.errors import UserError
+from utils.errors import UserError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,6 +38,10 @@ REFERENCE_ALIASES: dict[str, tuple[str, str]] = {
     "vitl32": ("timm", "vit_large_patch32_224"),
     "vith14": ("timm", "vit_huge_patch14_224"),
 }
+
+# torchvision models whose ImageNet weights expect their own input shift (``transform_input``): on when the
+# model starts from those weights, and then for good (a checkpoint records it as ``pretrained``).
+TRANSFORM_INPUT_MODELS = ("inception_v3", "googlenet")
 
 # Constructor arguments some torchvision models need beyond num_classes.
 TORCHVISION_EXTRA_KWARGS: dict[str, dict] = {
@@ -109,12 +113,12 @@ def _load_torchvision_weights(model: nn.Module, name: str) -> None:
     model.load_state_dict(compatible, strict=False)
 
 
-def _build_backbone(spec: ModelSpec, num_classes: int, pretrained: bool) -> nn.Module:
+def _build_backbone(spec: ModelSpec, num_classes: int, pretrained: bool, transform_input: bool) -> nn.Module:
     if spec.library == "timm":
         return timm.create_model(spec.name, pretrained=pretrained, num_classes=num_classes)
     kwargs = dict(TORCHVISION_EXTRA_KWARGS.get(spec.name, {}))
-    if spec.name == "inception_v3":
-        kwargs["transform_input"] = pretrained  # torchvision's weights expect their own input shift
+    if spec.name in TRANSFORM_INPUT_MODELS:
+        kwargs["transform_input"] = transform_input
     model = tv_models.get_model(spec.name, weights=None, num_classes=num_classes, **kwargs)
     if pretrained:
         _load_torchvision_weights(model, spec.name)
@@ -127,21 +131,27 @@ def build_classifier(
     pretrained: bool = False,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
+    transform_input: bool | None = None,
 ) -> ImageClassifier:
-    """A classifier for ``num_classes`` classes taking [0, 1] images; pretrained weights via the library."""
+    """A classifier for ``num_classes`` classes taking [0, 1] images; pretrained weights via the library.
+
+    ``transform_input`` (Inception-v3, GoogLeNet) defaults to ``pretrained``; a rebuilt checkpoint passes
+    what the trained model used.
+    """
     try:
         spec = resolve_architecture(architecture)
     except ValueError as err:
         raise UserError(f"model.architecture: {err}") from err
+    shift = pretrained if transform_input is None else transform_input
     try:
-        backbone = _build_backbone(spec, num_classes, pretrained)
+        backbone = _build_backbone(spec, num_classes, pretrained, shift)
     except Exception as err:
         if not pretrained:
             raise
         raise UserError(
             f"model.pretrained: cannot load pretrained weights for {spec.library} '{spec.name}' "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); offline, put them in the "
-            "torch hub cache ($TORCH_HOME) or HuggingFace cache ($HF_HOME) first, or set model.pretrained: false"
+            f"({type(err).__name__}: {first_line(err)}); offline, put them in the torch hub cache ($TORCH_HOME) "
+            "or HuggingFace cache ($HF_HOME) first, or set model.pretrained: false"
         ) from err
     return ImageClassifier(backbone, mean, std)
 
@@ -162,6 +172,7 @@ def classifier_metadata(
     image_size: int,
     mean: tuple[float, ...],
     std: tuple[float, ...],
+    pretrained: bool = False,
     **extra,
 ) -> dict:
     """What a checkpoint needs to rebuild and use the model without its training config."""
@@ -175,6 +186,7 @@ def classifier_metadata(
         "image_size": image_size,
         "mean": list(mean),
         "std": list(std),
+        "pretrained": pretrained,  # started from ImageNet weights: fixes transform_input for Inception/GoogLeNet
         **extra,
     }
 
@@ -188,9 +200,10 @@ def classifier_from_checkpoint(path, device: str | torch.device = "cpu") -> tupl
         pretrained=False,
         mean=tuple(metadata["mean"]),
         std=tuple(metadata["std"]),
+        transform_input=metadata.get("pretrained", False),
     )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise UserError(f"{path}: weights do not fit {metadata['architecture']}: {str(err).splitlines()[0]}") from err
+        raise UserError(f"{path}: weights do not fit {metadata['architecture']}: {first_line(err)}") from err
     return model.to(device).eval(), metadata

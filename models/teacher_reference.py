@@ -25,7 +25,7 @@ from torch import nn
 
 from models.classifier_factory import build_classifier, classifier_from_checkpoint
 from utils.checkpoint import CHECKPOINT_NAME
-from utils.errors import UserError
+from utils.errors import UserError, first_line
 
 ACCEPTED = (
     "a teacher run directory, a checkpoint file (.safetensors), a W&B run path entity/project/run_id, "
@@ -49,6 +49,11 @@ def cache_dir() -> Path:
         or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backdoor_defense"
     )
     return Path(root) / "teachers"
+
+
+def looks_like_teacher_reference(reference: str) -> bool:
+    """An existing path or a W&B run path / artifact reference (checked without network)."""
+    return Path(reference).expanduser().exists() or bool(RUN_PATH.match(reference) or ARTIFACT.match(reference))
 
 
 def _fail(reference: str, why: str) -> UserError:
@@ -87,19 +92,20 @@ def _from_run(api, reference: str) -> TeacherSource:
     legacy_path = run.config.get("model_path")
     if legacy_path and "Architecture" in run.config:
         folder = cache_dir() / f"{entity}_{project}_{run.id}"
-        handle = run.file(legacy_path).download(root=os.fspath(folder), replace=True, exist_ok=True)
+        with run.file(legacy_path).download(root=os.fspath(folder), replace=True, exist_ok=True) as handle:
+            path = Path(handle.name)
         legacy = {"architecture": run.config["Architecture"], "num_classes": int(run.config["num_classes"])}
-        return TeacherSource(Path(handle.name), reference, legacy=legacy)
+        return TeacherSource(path, reference, legacy=legacy)
     raise _fail(reference, "the run logged no model artifact and no model_path")
 
 
 def resolve_teacher(reference: str, api=None) -> TeacherSource:
     """A local checkpoint for ``reference``; ``api`` is a ``wandb.Api`` (made on demand)."""
     reference = reference.strip()
+    if not looks_like_teacher_reference(reference):
+        raise _fail(reference, "no such file or folder, and not a W&B reference")
     if Path(reference).expanduser().exists():
         return _local(reference)
-    if not (RUN_PATH.match(reference) or ARTIFACT.match(reference)):
-        raise _fail(reference, "no such file or folder, and not a W&B reference")
     try:
         if api is None:
             import wandb
@@ -111,8 +117,7 @@ def resolve_teacher(reference: str, api=None) -> TeacherSource:
     except UserError:
         raise
     except Exception as err:  # network, auth and not-found errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise _fail(reference, f"W&B says: {first[:200]}") from err
+        raise _fail(reference, f"W&B says: {first_line(err)}") from err
 
 
 def _load_reference_checkpoint(source: TeacherSource) -> tuple[nn.Module, dict]:
@@ -121,6 +126,8 @@ def _load_reference_checkpoint(source: TeacherSource) -> tuple[nn.Module, dict]:
         payload = torch.load(source.path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise _fail(source.reference, f"{source.path} is not a loadable weights-only checkpoint ({err})") from err
+    if not isinstance(payload, dict):
+        raise _fail(source.reference, f"{source.path} holds a {type(payload).__name__}, not a state dict")
     state = payload.get("model_state_dict", payload)
     prefixes = ("model._orig_mod.", "_orig_mod.", "model.")
     cleaned = {}
@@ -133,7 +140,10 @@ def _load_reference_checkpoint(source: TeacherSource) -> tuple[nn.Module, dict]:
     legacy = source.legacy
     # the reference fed [0, 1] images without normalisation
     model = build_classifier(legacy["architecture"], legacy["num_classes"], mean=(0.0,) * 3, std=(1.0,) * 3)
-    model.backbone.load_state_dict(cleaned)
+    try:
+        model.backbone.load_state_dict(cleaned)
+    except RuntimeError as err:
+        raise _fail(source.reference, f"its weights do not fit {legacy['architecture']}: {first_line(err)}") from err
     metadata = {"architecture": legacy["architecture"], "num_classes": legacy["num_classes"], "class_names": None}
     return model.eval(), {**metadata, "image_size": None}
 

@@ -124,3 +124,32 @@ def test_reference_configs_validate_with_paths_changed(tmp_path, image_data):
     config = TeacherConfig.model_validate(reference)
     assert config.backdoor.attack_name == "BlendedBackdoor"
     assert config.model.architecture == "resnet101" and config.rtpt is not None
+
+
+def test_student_backdoor_block_poisons_nothing(tmp_path, image_data):
+    from utils.config_schema import StudentConfig
+
+    config = teacher_config_dict(image_data, tmp_path / "runs")
+    config["distillation"] = {"teacher_model": str(tmp_path)}
+    with pytest.raises(UserError, match=r"backdoor\.poisoning_rate: 0\.5, but a student's backdoor block"):
+        load_config(StudentConfig, write_config(tmp_path / "s.yaml", config))
+
+
+def test_blended_trigger_file_must_be_an_image(tmp_path, capsys, image_data):
+    (tmp_path / "notes.png").write_text("not an image")
+    config = teacher_config_dict(image_data, tmp_path / "runs")
+    config["backdoor"] = {"target_idx": 0, "BlendedBackdoor": {"trigger_type": str(tmp_path / "notes.png")}}
+    code, err = cli(tmp_path, capsys, config)
+    assert code == 2 and "backdoor.BlendedBackdoor.trigger_type: cannot read trigger image" in err
+
+
+def test_atomic_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from utils.atomic_io import atomic_write_text
+
+    atomic_write_text(tmp_path / "out.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o666 & ~mask

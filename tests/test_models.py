@@ -125,3 +125,17 @@ def test_foreign_files_are_refused(tmp_path):
     bogus.write_bytes(b"\x00" * 64)
     with pytest.raises(UserError, match="not a readable safetensors checkpoint"):
         read_metadata(bogus)
+
+
+def test_pretrained_inception_keeps_its_input_shift_after_reloading(tmp_path):
+    """transform_input depends on `pretrained`; the checkpoint records it so the reloaded model is the same."""
+    model = build_classifier("inceptionv3", 3, transform_input=True).eval()
+    assert model.backbone.transform_input
+    metadata = classifier_metadata(
+        "inceptionv3", 3, list("abc"), 299, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), pretrained=True
+    )
+    restored, _ = classifier_from_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, metadata))
+    assert restored.backbone.transform_input
+    x = torch.rand(1, 3, 299, 299)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), model(x))

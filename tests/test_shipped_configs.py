@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import write_config
 from utils.config_loading import load_config, read_layered_yaml
-from utils.config_schema import TeacherConfig
+from utils.config_schema import StudentConfig, TeacherConfig, VariationConfig
 from utils.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -27,6 +27,46 @@ def test_teacher_configs_validate(name, image_data):
     assert config.model.architecture == "resnet101" and config.dataset.image_size == 224
     assert config.backdoor.poisoning_rate == 0.1 and config.training.num_epochs == 100
     assert config.lr_scheduler == {"MultiStepLR": {"milestones": [30, 50], "gamma": 0.1}}
+
+
+ALL_CONFIGS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
+
+
+def schema_and_overrides(path, image_data, tmp_path):
+    data = read_layered_yaml(path)
+    if "output_folder" in data:
+        return VariationConfig, [f"dataset.root={image_data['train']}", f"output_folder={tmp_path / 'out'}"]
+    overrides = data_overrides(image_data)
+    if "distillation" in data:
+        teacher = tmp_path / "teacher_run"
+        teacher.mkdir(exist_ok=True)
+        return StudentConfig, [*overrides, f"distillation.teacher_model={teacher}"]
+    return TeacherConfig, overrides
+
+
+BASE_FILES = {"defaults/paper_common.yaml", "demo/common.yaml"}  # shared settings, extended with `base:`
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_every_shipped_config_validates(name, image_data, tmp_path):
+    schema, overrides = schema_and_overrides(CONFIGS / name, image_data, tmp_path)
+    config = load_config(schema, CONFIGS / name, overrides)
+    assert (config.backdoor is None) == (name in BASE_FILES)  # every experiment names its attack
+
+
+def test_reference_names_are_aliases():
+    assert read_layered_yaml(CONFIGS / "defaults/training_student.yaml") == read_layered_yaml(
+        CONFIGS / "defaults/student.yaml"
+    )
+    assert read_layered_yaml(CONFIGS / "defaults/default_blended.yaml") == read_layered_yaml(
+        CONFIGS / "defaults/teacher_blended.yaml"
+    )
+    student = read_layered_yaml(CONFIGS / "defaults/student.yaml")
+    assert student["distillation"]["alpha"] == 0.5 and student["distillation"]["temperature"] == 10
+    variations = read_layered_yaml(CONFIGS / "defaults/variations.yaml")
+    assert variations["diffusion"]["inference_steps"] == 50 and variations["diffusion"]["guidance_scale"] == 7.5
+    assert (variations["diffusion"]["height"], variations["diffusion"]["width"]) == (512, 512)
+    assert variations["backdoor"] == read_layered_yaml(CONFIGS / "defaults/teacher_badnets.yaml")["backdoor"]
 
 
 def test_paper_attacks():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -176,8 +177,9 @@ def test_torchrun_two_processes_match_one(tmp_path, source, tiny_vd_model):
 
 def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, source, tiny_vd_model):
     config = variation_config_dict(
-        source, tmp_path / "out", tiny_vd_model, dataset={"batch_size": 1}, diffusion={"inference_steps": 25}
+        source, tmp_path / "out", tiny_vd_model, dataset={"batch_size": 1}, diffusion={"inference_steps": 12}
     )
+    del config["diffusion"]["model_batch_size"]  # CPU default: one image per model call
     path = write_config(tmp_path / "cfg.yaml", config)
     command = [sys.executable, str(REPO / "generate_variations.py"), "-c", str(path)]
     process = subprocess.Popen(
@@ -198,7 +200,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, source, t
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resume" in result.stderr
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
-    fresh = variation_config_dict(source, tmp_path / "fresh", tiny_vd_model, diffusion={"inference_steps": 25})
+    fresh = variation_config_dict(source, tmp_path / "fresh", tiny_vd_model, diffusion={"inference_steps": 12})
+    del fresh["diffusion"]["model_batch_size"]
     assert generate(tmp_path, fresh, name="fresh.yaml") == 0
     assert png_bytes(out) == png_bytes(tmp_path / "fresh")
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 12
@@ -211,7 +214,8 @@ def test_other_config_is_refused_unless_overwrite(tmp_path, capsys, source, tiny
     config["diffusion"]["inference_steps"] = 3
     assert generate(tmp_path, config) == 2
     err = capsys.readouterr().err
-    assert "diffusion.inference_steps: 2 → 3" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    (error,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "diffusion.inference_steps: 2 → 3" in error and "--overwrite" in error
     config["dataset"]["batch_size"] = 2  # runtime settings alone never block a resume
     config["diffusion"]["inference_steps"] = 2
     assert generate(tmp_path, config) == 0
@@ -232,6 +236,7 @@ def test_missing_model_and_offline_hub_and_unreadable_image(tmp_path, capsys, so
     config = variation_config_dict(source, tmp_path / "out", tmp_path / "no_model")
     assert generate(tmp_path, config) == 2
     assert f"diffusion.model: folder not found: {tmp_path / 'no_model'}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # the model loads before the output folder is made
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
@@ -255,3 +260,56 @@ def test_without_backdoor_the_folder_is_used_as_is(tmp_path, source, tiny_vd_mod
     assert sorted(png_bytes(tmp_path / "out")) == sorted(f"{c}/{i:04d}.png" for c in CLASSES for i in range(4))
     records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert not any(r["poisoned"] for r in records)
+
+
+def test_wandb_offline_summary_and_grid_beside_the_output(tmp_path, source, tiny_vd_model, monkeypatch):
+    from tests import wandb_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    config = variation_config_dict(
+        source, tmp_path / "out", tiny_vd_model, wandb={"enable_logging": True, "args": {"project": "t"}}
+    )
+    assert generate(tmp_path, config) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cat",
+        "config.yaml",
+        "dog",
+        "frog",
+        "generation.json",
+        "manifest.jsonl",
+    ]
+    records = wandb_records.read_records(wandb_records.offline_run_file(tmp_path / "out_wandb"))
+    summary = wandb_records.summary(records)
+    assert summary["written"] == 12 and summary["skipped"] == 0 and summary["images_per_second"] > 0
+    assert any("samples/source_vs_variation/_type" in row for row in wandb_records.history(records))
+
+
+def test_classical_backend_is_deterministic_and_documented_size(tmp_path, source):
+    from models.variation_backends.classical import ClassicalBackend
+    from utils.config_schema import DiffusionSection
+
+    diffusion = DiffusionSection(backend="classical", height=24, width=16, num_variations=2)
+    backend = ClassicalBackend.from_config(diffusion, torch.device("cpu"))
+    image = np.array(Image.open(source / "dog" / "0000.png"))
+    out = backend.generate([image, image], [[1, 2], [1, 3]])
+    assert out.shape == (2, 2, 3, 24, 16) and out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(out[0, 0], out[1, 0])  # same seed, same image: same result
+    assert not torch.equal(out[0, 1], out[1, 1])  # other seed: other jitter and noise
+
+
+def test_changed_sources_or_numerics_are_refused(tmp_path, capsys, tiny_vd_model):
+    data = make_image_folder(tmp_path / "src", per_class=3, size=16)
+    config = variation_config_dict(data, tmp_path / "out", tiny_vd_model)
+    assert generate(tmp_path, config) == 0
+    generation = json.loads((tmp_path / "out" / "generation.json").read_text())
+    assert generation["dtype"] == "float32" and generation["model_batch_size"] == 4
+    capsys.readouterr()
+    config["diffusion"]["model_batch_size"] = 2  # other batch shapes, other bits: no silent mix
+    assert generate(tmp_path, config) == 2
+    assert "model_batch_size: 4 → 2" in capsys.readouterr().err
+    config["diffusion"]["model_batch_size"] = 4
+    (data / "dog" / "0002.png").unlink()  # indices, poisoned subset and seeds all shift
+    assert generate(tmp_path, config) == 2
+    assert "sources_sha256" in capsys.readouterr().err
+    assert generate(tmp_path, config, "--overwrite", "--shard", "1/2") == 2
+    assert "--overwrite with --shard" in capsys.readouterr().err

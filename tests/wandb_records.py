@@ -56,34 +56,32 @@ def offline_run_file(run_dir: Path) -> Path:
     return files[0]
 
 
+def _items(items) -> dict:
+    """W&B key/value items (``key`` or ``nested_key`` with a JSON value) as a flat dict."""
+    return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items}
+
+
 def history(records) -> list[dict]:
-    rows = []
-    for record in records:
-        if record.WhichOneof("record_type") == "history":
-            rows.append(
-                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-            )
-    return rows
+    return [_items(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
 
 
 def summary(records) -> dict:
     out = {}
     for record in records:
         if record.WhichOneof("record_type") == "summary":
-            for item in record.summary.update:
-                out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+            out.update(_items(record.summary.update))
     return out
 
 
 def config(records) -> dict:
+    """The run's config: what wandb.init received and every later config update."""
     out = {}
     for record in records:
-        if record.WhichOneof("record_type") == "config":
-            for item in record.config.update:
-                out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-        if record.WhichOneof("record_type") == "run":
-            for item in record.run.config.update:
-                out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out.update(_items(record.run.config.update))
+        elif kind == "config":
+            out.update(_items(record.config.update))
     return out
 
 

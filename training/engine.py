@@ -103,7 +103,9 @@ def train_one_epoch(
         )
         if step % CHECK_EVERY == 0 or step == len(loader):
             current = loss.item()
-            if not math.isfinite(current):
+            # every process stops together, also when only one of them saw the bad loss
+            diverged = all_reduce_sum(torch.tensor(float(not math.isfinite(current)), device=compute.device))
+            if diverged.item():
                 raise TrainingError(
                     f"loss is {current} at epoch {epoch}, step {step}: training diverged; lower the learning "
                     "rate (optimizer), check the data, or use mixed_precision: none"

@@ -11,25 +11,11 @@ from torch.utils.data import DataLoader, Dataset
 from training.engine import Compute, evaluate, train_one_epoch
 from training.metrics import accuracy, attack_success_rate, per_class_accuracy, robust_accuracy
 from training.optim import step_scheduler
-from utils.distributed import local_rank
-from utils.errors import UserError
+from utils.distributed import resolve_device
 from utils.seeding import seed_worker
 from utils.tracking import MetricsLog
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → this process's GPU (``LOCAL_RANK`` under torchrun) if CUDA is available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device '{name}': no CUDA device is visible (use cpu or auto)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank())
-    return device
 
 
 def compute_for(training) -> Compute:
@@ -72,20 +58,24 @@ def fit(
     compute: Compute,
     num_epochs: int,
     metrics_log: MetricsLog | None,
-    evaluate_fn=None,
+    evaluate_fn,
     eval_every: int = 0,
-) -> dict[str, float]:
-    """Train for ``num_epochs``; log ``train/*`` (and ``test/*`` every ``eval_every`` epochs) per epoch."""
+) -> dict:
+    """Train for ``num_epochs``; log ``train/*`` per epoch and ``test/*`` every ``eval_every`` epochs.
+
+    The test sets are always evaluated after the last epoch; that evaluation is logged with the last
+    epoch and returned (the run's final metrics).
+    """
     scaler = compute.grad_scaler()
-    stats: dict[str, float] = {}
+    final: dict = {}
     for epoch in range(1, num_epochs + 1):
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle every epoch
         stats = train_one_epoch(model, loader, optimizer, objective, compute, epoch=epoch, scaler=scaler)
         metrics = {f"train/{key}": value for key, value in stats.items()}
         line = f"epoch {epoch}/{num_epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2%}"
-        if evaluate_fn is not None and eval_every and epoch % eval_every == 0 and epoch < num_epochs:
-            test = evaluate_fn()
+        if epoch == num_epochs or (eval_every and epoch % eval_every == 0):
+            test = final = evaluate_fn()
             metrics.update({f"test/{k}": v for k, v in test.items() if not isinstance(v, dict)})
             line += f", test accuracy {test['clean_accuracy']:.2%}"
             if test.get("attack_success_rate") is not None:
@@ -94,7 +84,7 @@ def fit(
         if metrics_log is not None:
             metrics_log.log_metrics(metrics, step=epoch)
         step_scheduler(scheduler, stats["loss"])
-    return stats
+    return final
 
 
 def backdoor_metrics(

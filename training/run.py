@@ -18,12 +18,11 @@ from models.classifier_factory import classifier_metadata
 from training.engine import Compute
 from training.experiment import compute_for, make_loader
 from utils import distributed
-from utils.atomic_io import atomic_write_json
+from utils.atomic_io import atomic_write_json, atomic_write_png
 from utils.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from utils.config_loading import config_to_dict, save_config
 from utils.distributed import ShardSampler
 from utils.errors import UserError
-from utils.image_grid import save_png
 from utils.run_directory import (
     CONFIG_NAME,
     METRICS_NAME,
@@ -108,7 +107,9 @@ def training_setup(cfg) -> TrainingSetup:
             f"training.batch_size: {cfg.training.batch_size} (the global batch) does not split evenly over "
             f"{world_size} processes"
         )
-    seed_everything(cfg.seed)  # the same on every process: identical initial weights
+    # Per-process seeds: augmentations and random poisoning differ between processes even without loader
+    # workers; the weights still start equal, as DistributedDataParallel copies rank 0's on wrapping.
+    seed_everything(cfg.seed + distributed.rank())
     return TrainingSetup(cfg, compute, distributed.rank(), world_size)
 
 
@@ -130,7 +131,7 @@ def start_run(cfg, job_type: str, setup: TrainingSetup, data: TrainingData) -> R
     write_poison_indices(run_dir, data.poison_indices)
     preview = trigger_preview(data.dataset, data.poison_indices)
     if preview is not None:
-        save_png(preview, run_dir / SAMPLES_NAME)
+        atomic_write_png(run_dir / SAMPLES_NAME, preview)
     wandb_run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, config_to_dict(cfg), run_dir, job_type)
     if wandb_run is not None and preview is not None:
         import wandb
@@ -159,6 +160,7 @@ def finish_run(run: Run, cfg, model: nn.Module, class_names: list[str], summary:
         cfg.dataset.image_size,
         mean,
         std,
+        pretrained=cfg.model.pretrained,
         job_type=job_type,
         seed=cfg.seed,
     )

@@ -14,9 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+from PIL import Image
 
 TEMP_MARKER = ".tmp-"
+
+
+def _process_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: done once, before any writer thread exists
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_process_umask()  # what open() would give: mkstemp's private 0600 is not wanted here
 
 
 @contextlib.contextmanager
@@ -31,6 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        tmp.chmod(FILE_MODE)
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -52,6 +64,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_write_yaml(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
+
+
+def atomic_write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """An H×W×3 uint8 image as PNG (format given explicitly: the temporary name has no extension)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
 
 
 def is_temporary(path: str | os.PathLike) -> bool:

@@ -19,12 +19,11 @@ from backdoor_attacks import ATTACKS
 from datasets.image_folder import list_class_folders
 from datasets.transforms import build_transform
 from models.classifier_factory import IMAGENET_MEAN, IMAGENET_STD, resolve_architecture
+from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
 from training.optim import build_lr_scheduler, build_optimizer
 from utils.errors import UserError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-WANDB_RUN_PATH = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")  # entity/project/run_id
-WANDB_ARTIFACT = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+:[\w.-]+$")  # entity/project/name:alias
 
 
 class Section(BaseModel):
@@ -191,12 +190,9 @@ class DistillationSection(Section):
     @classmethod
     def _teacher_reference(cls, value: str) -> str:
         value = value.strip()
-        if Path(value).exists() or WANDB_RUN_PATH.match(value) or WANDB_ARTIFACT.match(value):
-            return value
-        raise ValueError(
-            f"'{value}' is not an existing run directory or checkpoint file, a W&B run path "
-            "(entity/project/run_id) or a W&B artifact (entity/project/name:alias)"
-        )
+        if not looks_like_teacher_reference(value):
+            raise ValueError(f"'{value}' is not an existing file or folder nor a W&B reference; accepted: {ACCEPTED}")
+        return value
 
 
 def _check_class_kwargs(value: dict | None, builder) -> dict | None:
@@ -309,6 +305,15 @@ class StudentConfig(TrainConfig):
 
     distillation: DistillationSection
 
+    @model_validator(mode="after")
+    def _nothing_poisoned(self):
+        if self.backdoor is not None and self.backdoor.poisoning_rate != 0:
+            raise ValueError(
+                f"backdoor.poisoning_rate: {self.backdoor.poisoning_rate}, but a student's backdoor block only "
+                "builds the triggered test set; set it to 0.0 (the variations are the training data)"
+            )
+        return self
+
 
 # ------------------------------------------------------------------------------------------ variations
 class ClassicalBackendSection(Section):
@@ -368,7 +373,7 @@ class VariationConfig(Section):
     backdoor: BackdoorSection | None = None  # None or poisoning_rate 0: the folder is used as it is
     diffusion: DiffusionSection = Field(default_factory=DiffusionSection)
     device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: cuda:LOCAL_RANK)
-    save_source_copies: bool = False  # also write the (poisoned) inputs under <output_folder>/_sources
+    save_source_copies: bool = False  # also write the (poisoned) inputs to <output_folder>_sources/
     wandb: WandbSection = Field(default_factory=WandbSection)
     rtpt: dict[str, Any] | None = None  # accepted for reference configs, ignored (with a warning)
 

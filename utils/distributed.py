@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
 import torch.distributed as dist
+
+from utils.errors import UserError
 
 
 def is_distributed() -> bool:
@@ -32,6 +35,19 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → this process's GPU (``LOCAL_RANK`` under torchrun) if CUDA is available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device '{name}': no CUDA device is visible (use cpu or auto)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank())
+    return device
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all processes (in place) and return it."""
     if is_distributed():
@@ -53,6 +69,16 @@ def init_from_environment(use_cuda: bool) -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def local_main_first():
+    """Run the block on each machine's local rank 0 first, then on the other processes (shared caches)."""
+    if local_rank() != 0:
+        barrier()
+    yield
+    if local_rank() == 0:
+        barrier()
 
 
 def broadcast_from_main(obj):

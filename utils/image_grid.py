@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
-
-from utils.atomic_io import atomic_path
 
 
 def image_grid(rows: list[list[np.ndarray]], size: int | None = None, padding: int = 2) -> np.ndarray:
@@ -25,8 +21,3 @@ def image_grid(rows: list[list[np.ndarray]], size: int | None = None, padding: i
             tiles.append(torch.from_numpy(img).permute(2, 0, 1))
     grid = make_grid(torch.stack(tiles), nrow=ncols, padding=padding, pad_value=255)
     return grid.permute(1, 2, 0).numpy()
-
-
-def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")

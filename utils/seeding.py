@@ -8,12 +8,11 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); returns a generator for DataLoader shuffling."""
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (libraries draw from the global state)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def seed_worker(worker_id: int) -> None:

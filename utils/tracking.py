@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.atomic_io import atomic_write_text
+from utils.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def _why_not_online() -> str | None:
             return "no API key (run `wandb login` or set WANDB_API_KEY)"
         wandb.login(prompt=False, verify=True)
     except Exception as err:  # the server's answer, or the lack of one, comes in many exception types
-        return f"cannot reach the W&B server ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+        return f"cannot reach the W&B server ({type(err).__name__}: {first_line(err, 120)})"
     return None
 
 
@@ -39,6 +40,7 @@ def start_wandb(enabled: bool, init_args: dict, config: dict, run_dir: Path, job
         return None
     import wandb
 
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     args = {"dir": os.fspath(run_dir), "job_type": job_type, **init_args}
     mode = os.environ.get("WANDB_MODE") or args.get("mode")
     if mode not in OFFLINE_MODES:

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datasets.poisoned_image_folder import PoisonedImageFolder
+from utils.atomic_io import atomic_write_png
 from utils.color_transfer import transfer_colors
-from utils.image_grid import save_png
+from utils.image_tensors import to_uint8_array
 from variations.output_plan import PlannedImage, variation_seed
 
 PREVIEW_COUNT = 8  # source/variation pairs kept for the W&B grid
@@ -66,8 +67,14 @@ def _keep_as_lists(batch):
     return list(indices), list(images)
 
 
-def is_complete(item: PlannedImage, folder: Path, classes: list[str], num_variations: int) -> bool:
-    return all((folder / output).is_file() for output in item.outputs(classes, num_variations))
+def is_complete(
+    item: PlannedImage, folder: Path, classes: list[str], num_variations: int, sources_folder: Path | None = None
+) -> bool:
+    """All of the item's outputs exist (and its source copy, when those are asked for)."""
+    outputs = [folder / output for output in item.outputs(classes, num_variations)]
+    if sources_folder is not None:
+        outputs.append(sources_folder / item.outputs(classes, 1)[0])
+    return all(path.is_file() for path in outputs)
 
 
 class _Writer:
@@ -78,23 +85,20 @@ class _Writer:
         self.pending: list[Future] = []
 
     def submit(self, image: np.ndarray, path: Path) -> None:
-        self.pending.append(self.pool.submit(save_png, image, path))
+        self.pending.append(self.pool.submit(atomic_write_png, path, image))
         if len(self.pending) > 256:
             self.wait()
 
     def wait(self) -> None:
-        for future in self.pending:
+        pending, self.pending = self.pending, []
+        for future in pending:
             future.result()
-        self.pending.clear()
 
     def close(self) -> None:
-        self.wait()
-        self.pool.shutdown()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """…×3×H×W floats in [0, 1] → …×H×W×3 uint8 on the CPU."""
-    return images.clamp(0, 1).mul(255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def generate(
@@ -114,7 +118,7 @@ def generate(
 ) -> GenerationStats:
     """Make the missing variations of ``items`` under ``folder``; returns what was done."""
     stats = GenerationStats()
-    pending = [item for item in items if not is_complete(item, folder, classes, num_variations)]
+    pending = [item for item in items if not is_complete(item, folder, classes, num_variations, sources_folder)]
     stats.skipped = len(items) - len(pending)
     by_index = {item.index: item for item in pending}
     device = backend.device
@@ -141,7 +145,7 @@ def generate(
                     variations.flatten(0, 1).double(), sources.repeat_interleave(num_variations, 0), color_transfer
                 )
                 variations = flat.reshape(variations.shape)
-            pixels = to_uint8(variations)
+            pixels = to_uint8_array(variations)
             for row, index in enumerate(indices):
                 item = by_index[index]
                 for k, output in enumerate(item.outputs(classes, num_variations)):

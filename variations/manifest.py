@@ -46,11 +46,16 @@ def write_part(folder: Path, part: Part, records: list[dict]) -> None:
 
 
 def merge_parts(folder: Path, count: int) -> bool:
-    """Merge the ``count`` part files into ``manifest.jsonl`` (then remove them); False if some are missing."""
+    """Merge the ``count`` part files into ``manifest.jsonl`` (then remove them); False if some are missing.
+
+    Every process calls this when its part is written: the last one to finish merges. Two finishing at
+    once may both merge (same content, atomic writes); one that finds the parts gone already lost the race.
+    """
     parts = [part_path(folder, Part(i, count)) for i in range(count)]
-    if not all(path.is_file() for path in parts):
+    try:
+        records = [json.loads(line) for path in parts for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
         return False
-    records = [json.loads(line) for path in parts for line in path.read_text().splitlines() if line.strip()]
     records.sort(key=lambda r: (r["index"], r["variation"]))
     atomic_write_text(folder / MANIFEST_NAME, _jsonl(records))
     for path in folder.glob("manifest.part-*.jsonl"):  # also stale parts of an earlier split

@@ -1,18 +1,28 @@
-"""The output folder's guard: resume only what the same config started, never mix two configs' images."""
+"""The output folder's guard: resume only what the same config started, never mix two configs' images.
+
+Besides ``config.yaml``, the folder keeps ``generation.json``: a fingerprint of the source listing (paths
+and labels decide indices, the poisoned subset, names and seeds) and the numerics that change the bytes
+written (backend, dtype, model batch size). A resume must match both.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import yaml
 
-from utils.atomic_io import TEMP_MARKER
+from utils.atomic_io import TEMP_MARKER, atomic_write_json, is_temporary
 from utils.config_loading import config_to_dict, save_config
-from utils.errors import UserError
+from utils.errors import UserError, first_line
 from utils.run_directory import CONFIG_NAME
 
-# Keys that do not change the bytes written: how the work is run, not what it produces.
+GENERATION_NAME = "generation.json"
+
+# Keys that do not change the bytes written: how the work is run, not what it produces. (The numerics some
+# of them imply, such as the dtype and model batch size, are compared through generation.json.)
 RUNTIME_KEYS = {
     ("dataset", "batch_size"),
     ("dataset", "num_workers"),
@@ -44,41 +54,66 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]}: {old!r} → {new!r}"]
 
 
+def sources_fingerprint(root: Path, samples: list[tuple[str, int]]) -> str:
+    """SHA-256 of the source listing (relative paths and labels, in ImageFolder order)."""
+    digest = hashlib.sha256()
+    for path, label in samples:
+        digest.update(f"{Path(path).relative_to(root)}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
 def sources_folder(output_folder: Path) -> Path:
     """Copies of the (poisoned) inputs live beside the output, so the output stays a clean ImageFolder."""
     return output_folder.with_name(output_folder.name + "_sources")
 
 
-def prepare_output_folder(cfg, classes: list[str], overwrite: bool) -> str:
-    """Create or check the output folder and write its ``config.yaml``; returns 'new', 'resume' or 'overwrite'."""
+def _read_saved(folder: Path) -> tuple[dict, dict]:
+    try:
+        config = yaml.safe_load((folder / CONFIG_NAME).read_text()) or {}
+        generation_path = folder / GENERATION_NAME
+        generation = json.loads(generation_path.read_text()) if generation_path.is_file() else {}
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
+        raise UserError(f"output_folder: cannot read what {folder} was made with ({first_line(err)})") from err
+    return config, generation
+
+
+def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: bool, clean_temporary: bool) -> str:
+    """Create or check the output folder; returns 'new', 'resume' or 'overwrite'.
+
+    ``clean_temporary`` removes leftovers of a killed run; only a job that has the folder to itself may do
+    that (parallel ``--shard`` jobs would delete each other's files in flight).
+    """
     folder = Path(cfg.output_folder)
     current = _without_runtime_keys(config_to_dict(cfg))
     state = "new"
-    if folder.exists() and any(folder.iterdir()):
-        saved_path = folder / CONFIG_NAME
-        if not saved_path.is_file():
+    contents = [p for p in folder.iterdir() if not is_temporary(p)] if folder.is_dir() else []
+    if contents:
+        if not (folder / CONFIG_NAME).is_file():
             raise UserError(
                 f"output_folder: {folder} is not empty and has no {CONFIG_NAME}, so it was not made by "
                 "generate_variations.py; choose another folder"
             )
-        saved = _without_runtime_keys(yaml.safe_load(saved_path.read_text()) or {})
-        changes = _differences(saved, current)
-        if changes and not overwrite:
-            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
-            raise UserError(
-                f"output_folder: {folder} holds variations made with another config ({shown}); "
-                "re-run with --overwrite to replace them, or choose another output_folder"
-            )
+        saved_config, saved_generation = _read_saved(folder)
+        changes = _differences(_without_runtime_keys(saved_config), current)
+        changes += _differences(saved_generation, generation) if saved_generation else []
         if overwrite:
             shutil.rmtree(folder)
             shutil.rmtree(sources_folder(folder), ignore_errors=True)
             state = "overwrite"
+        elif changes:
+            shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+            raise UserError(
+                f"output_folder: {folder} holds variations made with another config or source data ({shown}); "
+                "re-run with --overwrite to replace them, or choose another output_folder"
+            )
         else:
             state = "resume"
-            for leftover in folder.rglob(f"*{TEMP_MARKER}*"):  # from a run killed mid-write
-                leftover.unlink(missing_ok=True)
+            if clean_temporary:
+                for leftover in folder.rglob(f"*{TEMP_MARKER}*"):  # from a run killed mid-write
+                    leftover.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     save_config(cfg, folder / CONFIG_NAME)  # before the class folders: a parallel shard job sees a config
+    atomic_write_json(folder / GENERATION_NAME, generation)
     for name in classes:
         (folder / name).mkdir(exist_ok=True)
     return state

@@ -14,6 +14,7 @@ import torch
 
 class VariationBackend(Protocol):
     device: torch.device
+    numerics: dict  # settings outside the config that change the output bytes (dtype, model batch size)
 
     def generate(self, images: list[np.ndarray], seeds: list[list[int]]) -> torch.Tensor: ...
 

@@ -28,6 +28,7 @@ class ClassicalBackend:
         self.num_variations = num_variations
         self.params = params
         self.device = device
+        self.numerics = {}  # plain CPU image processing: nothing beyond the config decides the bytes
 
     @classmethod
     def from_config(cls, diffusion, device: torch.device, batch_size: int = 1) -> ClassicalBackend:

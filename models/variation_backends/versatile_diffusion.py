@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from utils.errors import UserError
+from utils.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,10 @@ def load_pipeline(model: str, device: torch.device, dtype: torch.dtype, schedule
     try:
         pipe = pipeline_class().from_pretrained(str(Path(model).expanduser()) if looks_local else model, dtype=dtype)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"diffusion.model: cannot load '{model}' ({first}). Without network, download it once where there "
-            "is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and set "
-            "HF_HUB_OFFLINE=1, or point diffusion.model at a local folder written by save_pretrained"
+            f"diffusion.model: cannot load '{model}' ({first_line(err)}). Without network, download it once "
+            "where there is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and "
+            "set HF_HUB_OFFLINE=1, or point diffusion.model at a local folder written by save_pretrained"
         ) from err
     if scheduler is not None:
         import diffusers
@@ -87,13 +86,15 @@ class VersatileDiffusionBackend:
         model_batch_size: int,
     ):
         self.pipe = pipe
-        self.model_batch_size = model_batch_size
         self.device = device
         self.steps = steps
         self.guidance_scale = guidance_scale
         self.height = height
         self.width = width
         self.num_variations = num_variations
+        self.model_batch_size = model_batch_size
+        # what, besides the config, decides the bytes written (compared when a run resumes)
+        self.numerics = {"dtype": str(pipe.dtype).removeprefix("torch."), "model_batch_size": model_batch_size}
 
     @classmethod
     def from_config(cls, diffusion, device: torch.device, batch_size: int) -> VersatileDiffusionBackend:

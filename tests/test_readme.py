@@ -1,0 +1,159 @@
+"""The README's commands run as written (with data and size overrides appended), and it documents every key."""
+
+import re
+import shlex
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from tests.conftest import REPO, SHARED_DATA, make_image_folder, script_env
+from utils.config_schema import StudentConfig, TeacherConfig, VariationConfig
+
+README = (REPO / "README.md").read_text()
+
+
+def bash_commands() -> list[str]:
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split("  #")[0].strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        args = [a for a in typing.get_args(field.annotation) if a is not type(None)] or [field.annotation]
+        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested and len(nested) == len(args):
+            paths += key_paths(nested[0], f"{path}.")
+        else:
+            paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("schema", [TeacherConfig, StudentConfig, VariationConfig])
+def test_every_config_key_is_in_the_reference(schema):
+    missing = [path for path in key_paths(schema) if f"`{path}`" not in README]
+    assert not missing, f"README's configuration reference lacks {missing}"
+
+
+def test_quick_start_and_demo_are_documented():
+    commands = bash_commands()
+    assert commands[:2] == ["make demo", "make test"]
+    assert "demo_results/results.md" in README and "samples.png" in README
+
+
+# --------------------------------------------------------------------------------------------- commands
+SCRIPTS = ("train_teacher.py", "generate_variations.py", "train_student.py")
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory, tiny_vd_model):
+    tmp = tmp_path_factory.mktemp("readme")
+    data = {
+        "train": make_image_folder(tmp / "train", per_class=6),
+        "test": make_image_folder(tmp / "test", per_class=3),
+    }
+    return {"tmp": tmp, "data": data, "model": tiny_vd_model, "counter": iter(range(1000))}
+
+
+def overrides(script: str, setting, teacher: Path | None) -> list[str]:
+    """Point a documented command at tiny data and a tiny model so it runs in seconds on a CPU."""
+    tmp, data = setting["tmp"], setting["data"]
+    n = next(setting["counter"])
+    if script == "generate_variations.py":
+        return [
+            f"dataset.root={data['train']}", f"output_folder={tmp / f'variations_{n}'}", "dataset.image_size=32",
+            "dataset.batch_size=4", "dataset.num_workers=0", f"diffusion.model={setting['model']}",
+            "diffusion.height=32", "diffusion.width=32", "diffusion.inference_steps=2",
+        ]  # fmt: skip
+    common = [
+        f"dataset.root_train={data['train']}", f"dataset.root_test={data['test']}", "dataset.image_size=32",
+        "model.architecture=test_resnet", "model.num_classes=3", "training.num_epochs=1", "training.batch_size=8",
+        "training.dataloader_num_workers=0", f"training.save_path={tmp / f'runs_{n}'}", "wandb.enable_logging=false",
+    ]  # fmt: skip
+    if script == "train_student.py":
+        common.append(f"distillation.teacher_model={teacher}")
+    return common
+
+
+def to_argv(command: str) -> list[str]:
+    words = shlex.split(command)
+    if words[0] == "torchrun":
+        words = [sys.executable, "-m", "torch.distributed.run", *words[1:]]
+        if "--nnodes" in words:  # the two-node example, run as one node on this machine: same flags
+            words[words.index("--nnodes") + 1] = "1"
+            words[words.index("--nproc_per_node") + 1] = "2"
+            words[words.index("--rdzv_endpoint") + 1] = "localhost:29561"
+    elif words[0] == "python":
+        words[0] = sys.executable
+    return words
+
+
+def script_of(command: str) -> str | None:
+    return next((s for s in SCRIPTS if s in command.split()), None)
+
+
+def test_script_commands_run(setting):
+    commands = [c for c in bash_commands() if script_of(c)]
+    assert len(commands) == 11  # 2 teacher, 3 variation, 3 student, 3 torchrun commands
+    commands.sort(key=lambda c: script_of(c) == "train_student.py")  # students need a teacher run first
+    teacher = None
+    for command in commands:
+        script = script_of(command)
+        argv = [*to_argv(command), "--set", *overrides(script, setting, teacher)]
+        result = subprocess.run(
+            argv, cwd=REPO, env=script_env(setting["tmp"]), capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+        if script == "train_teacher.py" and teacher is None:
+            (teacher,) = (setting["tmp"] / "runs_0").iterdir()
+
+
+BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningful run
+    "benchmarks.teacher_throughput": ["--images", "32", "--batch-size", "16"],
+    "benchmarks.variation_throughput": ["--images", "4", "--batch-sizes", "2", "--schedules", "default:2"],
+    "benchmarks.ddp_throughput": ["--images-per-class", "4", "--batch-size", "8"],
+}
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"benchmarks read CIFAR-10 from {SHARED_DATA}, absent here")
+def test_benchmark_commands_run(tmp_path):
+    commands = [c for c in bash_commands() if c.startswith("python -m benchmarks.")]
+    assert {c.split()[2] for c in commands} == set(BENCHMARK_ARGS)
+    for command in commands:
+        argv = [*to_argv(command), *BENCHMARK_ARGS[command.split()[2]]]
+        result = subprocess.run(argv, cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+        assert '"images_per_s"' in result.stdout or "_images_per_s" in result.stdout
+
+
+def test_demo_runs_end_to_end_in_miniature(tmp_path):
+    """`make demo` is `python -m demo`; here with 1 epoch and a handful of images per class."""
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--epochs", "1", "--train-per-class", "6", "--test-per-class", "3",
+         "--data", str(tmp_path / "demo_data"), "--out", str(tmp_path / "demo_results")],
+        cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "demo_results"
+    results = (out / "results.md").read_text()
+    assert "classical baseline (no generative model)" in results and "student on clean training images" in results
+    assert "CLASSICAL BASELINE" in result.stdout
+    import json
+
+    models = json.loads((out / "results.json").read_text())["models"]
+    assert set(models) == {"teacher", "student", "student_clean"}
+    assert all(0 <= m["clean_accuracy"] <= 1 for m in models.values())
+    from PIL import Image
+
+    with Image.open(out / "samples.png") as samples:
+        assert samples.size[1] > 3 * 64  # three rows
