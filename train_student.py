@@ -13,13 +13,11 @@ import logging
 import sys
 
 from datasets.build import build_test_sets, build_training_data
-from models.classifier_factory import build_classifier
 from models.teacher_reference import ResizedInput, load_teacher, resolve_teacher
 from training.experiment import backdoor_metrics, fit
 from training.losses import DistillationObjective
 from training.metrics import defense_effectiveness_rate
-from training.optim import build_lr_scheduler, build_optimizer
-from training.run import finish_run, start_run, training_setup
+from training.run import finish_run, start_run, trainable_classifier, training_setup
 from utils import distributed
 from utils.cli import config_parser, run_script
 from utils.config_schema import StudentConfig
@@ -60,11 +58,7 @@ def main(cfg: StudentConfig, args=None) -> dict:
         cfg.dataset.root_train,
     )  # fmt: skip
 
-    mean, std = cfg.model.mean_std()
-    student = build_classifier(cfg.model.architecture, cfg.model.num_classes, cfg.model.pretrained, mean, std)
-    student = setup.wrap(student)
-    optimizer = build_optimizer(cfg.optimizer, student.parameters())
-    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
+    student, optimizer, scheduler = trainable_classifier(cfg, setup)
     distillation = cfg.distillation
     objective = DistillationObjective(
         teacher, distillation.alpha, distillation.temperature, distillation.ce_on_scaled_logits,

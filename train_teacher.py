@@ -9,11 +9,9 @@ import logging
 import sys
 
 from datasets.build import build_test_sets, build_training_data
-from models.classifier_factory import build_classifier
 from training.experiment import backdoor_metrics, fit
 from training.losses import SupervisedObjective
-from training.optim import build_lr_scheduler, build_optimizer
-from training.run import finish_run, start_run, training_setup
+from training.run import finish_run, start_run, trainable_classifier, training_setup
 from utils.cli import config_parser, run_script
 from utils.config_schema import TeacherConfig
 from utils.report import metrics_table
@@ -33,11 +31,7 @@ def main(cfg: TeacherConfig, args=None) -> dict:
         len(clean_test),
         len(triggered_test) if triggered_test else 0,
     )
-    mean, std = cfg.model.mean_std()
-    model = build_classifier(cfg.model.architecture, cfg.model.num_classes, cfg.model.pretrained, mean, std)
-    model = setup.wrap(model)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
+    model, optimizer, scheduler = trainable_classifier(cfg, setup)
 
     run = start_run(cfg, "teacher", setup, data)
     train_loader = setup.train_loader(data.dataset)

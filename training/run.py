@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets.build import TrainingData
 from datasets.previews import trigger_preview
-from models.classifier_factory import classifier_metadata
+from models.classifier_factory import build_classifier, classifier_metadata
 from training.engine import Compute
 from training.experiment import compute_for, make_loader
+from training.optim import build_lr_scheduler, build_optimizer
 from utils import distributed
 from utils.atomic_io import atomic_write_json, atomic_write_png
 from utils.checkpoint import CHECKPOINT_NAME, save_checkpoint
@@ -96,6 +97,15 @@ class TrainingSetup:
         if self.cfg.training.compile and self.compute.device.type == "cuda":
             model = torch.compile(model)
         return model
+
+
+def trainable_classifier(cfg, setup: TrainingSetup):
+    """The configured classifier on its device(s), with its optimiser and learning-rate scheduler."""
+    mean, std = cfg.model.mean_std()
+    model = build_classifier(cfg.model.architecture, cfg.model.num_classes, cfg.model.pretrained, mean, std)
+    model = setup.wrap(model)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    return model, optimizer, build_lr_scheduler(cfg.lr_scheduler, optimizer)
 
 
 def training_setup(cfg) -> TrainingSetup:
