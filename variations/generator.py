@@ -73,7 +73,7 @@ def is_complete(
     """All of the item's outputs exist (and its source copy, when those are asked for)."""
     outputs = [folder / output for output in item.outputs(classes, num_variations)]
     if sources_folder is not None:
-        outputs.append(sources_folder / item.outputs(classes, 1)[0])
+        outputs.append(sources_folder / item.source_copy(classes))
     return all(path.is_file() for path in outputs)
 
 
@@ -151,7 +151,7 @@ def generate(
                 for k, output in enumerate(item.outputs(classes, num_variations)):
                     writer.submit(pixels[row, k], folder / output)
                 if sources_folder is not None:
-                    writer.submit(images[row], sources_folder / item.outputs(classes, 1)[0])
+                    writer.submit(images[row], sources_folder / item.source_copy(classes))
                 if len(stats.previews) < PREVIEW_COUNT:
                     stats.previews.append((images[row], pixels[row, 0]))
             stats.written += len(indices)

@@ -30,6 +30,10 @@ class PlannedImage:
             return [f"{folder}/{self.name}.png"]
         return [f"{folder}/{self.name}_v{k}.png" for k in range(num_variations)]
 
+    def source_copy(self, classes: list[str]) -> str:
+        """Path of the (poisoned) input's copy, relative to the sources folder (``save_source_copies``)."""
+        return f"{classes[self.label]}/{self.name}.png"
+
 
 def plan_outputs(samples: list[tuple[str, int]], classes: list[str], poisoned_mask: np.ndarray | None, target_idx: int):
     """One :class:`PlannedImage` per sample, with names unique inside each class folder."""
