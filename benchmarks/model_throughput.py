@@ -15,8 +15,9 @@ import json
 import torch
 
 from models.classifier_factory import build_classifier
-from training.engine import Compute, train_one_epoch
-from training.losses import SupervisedObjective
+from training.compute import Compute
+from training.loop import Trainable, train_one_epoch
+from training.objectives import SupervisedObjective
 from training.optim import build_optimizer
 from utils.distributed import resolve_device
 
@@ -27,12 +28,13 @@ def step_rate(args, device: torch.device, precision: str, channels_last: bool, c
     if compiled:
         model = torch.compile(model)
     optimizer = build_optimizer({"SGD": {"lr": 0.01, "momentum": 0.9}}, model.parameters())
+    trainable = Trainable(model, optimizer, None, compute, compute.grad_scaler())
     images = torch.randint(0, 256, (args.batch_size, 3, args.image_size, args.image_size), dtype=torch.uint8)
     batch = [(images, torch.randint(0, 10, (args.batch_size,)))]
     objective = SupervisedObjective()
     for _ in range(args.warmup):  # compilation and cudnn autotuning happen here
-        train_one_epoch(model, batch, optimizer, objective, compute, epoch=0, show_progress=False)
-    stats = train_one_epoch(model, batch * args.steps, optimizer, objective, compute, epoch=1, show_progress=False)
+        train_one_epoch(trainable, batch, objective, epoch=0, show_progress=False)
+    stats = train_one_epoch(trainable, batch * args.steps, objective, epoch=1, show_progress=False)
     return stats["images_per_second"]
 
 

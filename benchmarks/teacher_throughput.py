@@ -20,10 +20,11 @@ from datasets.poison_plan import fixed_poison_indices, index_mask
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning
 from datasets.transforms import build_transform
 from models.classifier_factory import build_classifier
-from training.engine import Compute, train_one_epoch
-from training.experiment import make_loader
-from training.losses import SupervisedObjective
+from training.compute import Compute
+from training.loop import Trainable, train_one_epoch
+from training.objectives import SupervisedObjective
 from training.optim import build_optimizer
+from training.setup import make_loader
 from utils.distributed import resolve_device
 
 
@@ -50,11 +51,10 @@ def data_only(loader) -> float:
 def training(loader, architecture: str, compute: Compute) -> float:
     model = compute.prepare(build_classifier(architecture, 10))
     optimizer = build_optimizer({"Adam": {"lr": 1e-3}}, model.parameters())
+    trainable = Trainable(model, optimizer, None, compute, compute.grad_scaler())
     warm = [next(iter(loader))]
-    train_one_epoch(model, warm, optimizer, SupervisedObjective(), compute, epoch=0, show_progress=False)
-    return train_one_epoch(model, loader, optimizer, SupervisedObjective(), compute, epoch=1, show_progress=False)[
-        "images_per_second"
-    ]
+    train_one_epoch(trainable, warm, SupervisedObjective(), epoch=0, show_progress=False)
+    return train_one_epoch(trainable, loader, SupervisedObjective(), epoch=1, show_progress=False)["images_per_second"]
 
 
 def main() -> None:

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.random_pipelines import build_random_pipeline
 from datasets.image_folder import scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
-from models.variation_backends.random_versatile_diffusion import build_random_pipeline
-from models.variation_backends.versatile_diffusion import VersatileDiffusionBackend
-from utils.config_schema import DiffusionSection
 from utils.distributed import resolve_device
-from variations.generator import generate
-from variations.output_plan import plan_outputs
+from variations.backends import build_backend, diffusion_section
+from variations.generator import GenerationJob, generate
+from variations.output_plan import OutputLayout, plan_outputs
 
 
 class TimedBackend:
@@ -34,10 +33,11 @@ class TimedBackend:
 
     def __init__(self, backend):
         self.backend, self.device, self.seconds = backend, backend.device, 0.0
+        self.model_batch_size, self.numerics = backend.model_batch_size, backend.numerics
 
-    def generate(self, images, seeds):
+    def generate(self, batch):
         started = time.perf_counter()
-        out = self.backend.generate(images, seeds)
+        out = self.backend.generate(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - started
@@ -45,24 +45,31 @@ class TimedBackend:
 
 
 def run_one(args, model_dir: Path, device, batch_size: int, scheduler: str | None, steps: int, compiled: bool) -> dict:
-    diffusion = DiffusionSection(
-        model=str(model_dir), scheduler=scheduler, inference_steps=steps, height=args.height, width=args.width,
-        compile=compiled, color_transfer="mean_std",
-    )  # fmt: skip
+    diffusion = diffusion_section(
+        model=str(model_dir),
+        scheduler=scheduler,
+        inference_steps=steps,
+        height=args.height,
+        width=args.width,
+        compile=compiled,
+        color_transfer="mean_std",
+    )
     load_started = time.perf_counter()
-    backend = TimedBackend(VersatileDiffusionBackend.from_config(diffusion, device, batch_size))
+    backend = TimedBackend(build_backend(diffusion, device, batch_size))
     load_seconds = time.perf_counter() - load_started
     index = scan_image_folder(args.data)
     count = min(args.images, len(index))
     plan = plan_outputs(index.samples[:count], index.classes, None, 0)
     dataset = PoisonedImageFolder(index.samples, args.image_size, output="uint8")
-    options = {"seed": 0, "num_variations": 1, "color_transfer": "mean_std", "batch_size": batch_size}
-    options |= {"num_workers": 2, "show_progress": False}
+
+    def job(items, folder):
+        layout = OutputLayout(Path(folder), index.classes, num_variations=1)
+        return GenerationJob(items, layout, 0, "mean_std", batch_size, num_workers=2, show_progress=False)
+
     with tempfile.TemporaryDirectory() as out:
-        warm = plan[:batch_size]  # first call: kernels, autotuning, compilation
-        generate(backend, dataset, warm, index.classes, Path(out) / "warm", **options)
+        generate(backend, dataset, job(plan[:batch_size], Path(out) / "warm"))  # kernels, autotuning, compilation
         backend.seconds = 0.0
-        stats = generate(backend, dataset, plan, index.classes, Path(out) / "run", **options)
+        stats = generate(backend, dataset, job(plan, Path(out) / "run"))
     return {
         "device": str(device), "size": args.size, "batch_size": batch_size, "scheduler": scheduler or "default",
         "steps": steps, "compile": compiled, "images": stats.written, "images_per_s": round(stats.images_per_second, 2),

@@ -6,29 +6,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backdoor_attacks import build_attack
+from backdoor_attacks import Attack, build_attack
 from datasets.image_folder import ImageFolderIndex, scan_image_folder
-from datasets.poison_plan import fixed_poison_indices, index_mask, random_poison_draw
+from datasets.poison_plan import attack_targets, fixed_poison_indices, index_mask, random_poison_draw
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
 from datasets.transforms import build_transform, runs_on_uint8
 
 
 @dataclass
-class TrainingData:
-    dataset: PoisonedImageFolder
-    index: ImageFolderIndex
+class ExperimentData:
+    """Everything a teacher or student trains and is tested on."""
+
+    train: PoisonedImageFolder
+    index: ImageFolderIndex  # the training folder's classes and samples
     poison_indices: np.ndarray  # sorted; empty with random poisoning (drawn per fetch)
+    clean_test: PoisonedImageFolder
+    triggered_test: PoisonedImageFolder | None  # None without a backdoor block
+    targets: list[int | None] | None  # per true class, where the attack sends it (None: not attacked)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.index.classes
 
 
-def build_poisoning(backdoor, labels: np.ndarray, seed: int, *, single_pass: bool = False) -> Poisoning | None:
-    """The ``Poisoning`` a ``backdoor`` config block describes, or ``None`` when nothing is poisoned.
+def attack_from(backdoor) -> Attack | None:
+    """The trigger a ``backdoor`` block names, built once for everything that applies it."""
+    return None if backdoor is None else build_attack(backdoor.attack_name, backdoor.attack_params)
+
+
+def build_poisoning(backdoor, attack: Attack, labels: np.ndarray, seed: int, *, single_pass: bool = False):
+    """The ``Poisoning`` a ``backdoor`` block describes, or ``None`` when nothing is poisoned.
 
     ``single_pass`` turns ``random_poisoning`` into one seeded draw (for the variation generator, whose
     output must not depend on worker scheduling); training draws afresh at each fetch instead.
     """
     if backdoor is None or backdoor.poisoning_rate == 0:
         return None
-    attack = build_attack(backdoor.attack_name, backdoor.attack_params)
     settings = (labels, backdoor.target_idx, backdoor.poisoning_rate, backdoor.poison_target_class, seed)
     common = {"attack": attack, "target_idx": backdoor.target_idx, "poison_first": backdoor.poison_first}
     if backdoor.random_poisoning and not single_pass:
@@ -45,28 +58,24 @@ def poisoned_indices(poisoning: Poisoning | None) -> np.ndarray:
     return np.flatnonzero(poisoning.fixed_mask)
 
 
-def build_training_data(config) -> TrainingData:
+def build_experiment_data(config) -> ExperimentData:
+    """The (poisoned) training set and the test sets of a teacher or student config."""
+    backdoor, size = config.backdoor, config.dataset.image_size
+    attack = attack_from(backdoor)
     index = scan_image_folder(config.dataset.root_train)
-    poisoning = build_poisoning(config.backdoor, index.labels, config.seed)
+    poisoning = build_poisoning(backdoor, attack, index.labels, config.seed)
     uint8 = runs_on_uint8(config.transformations) and (poisoning is None or poisoning.poison_first)
-    dataset = PoisonedImageFolder(
+    train = PoisonedImageFolder(
         index.samples,
-        config.dataset.image_size,
+        size,
         poisoning=poisoning,
         transform=build_transform(config.transformations),
         output="uint8_chw" if uint8 else "float",
     )
-    return TrainingData(dataset, index, poisoned_indices(poisoning))
-
-
-def build_test_sets(config) -> tuple[PoisonedImageFolder, PoisonedImageFolder | None]:
-    """(clean test set, triggered test set or ``None`` without a ``backdoor`` block)."""
-    index = scan_image_folder(config.dataset.root_test)
-    size = config.dataset.image_size
-    clean = PoisonedImageFolder(index.samples, size, output="uint8_chw")
-    backdoor = config.backdoor
-    if backdoor is None:
-        return clean, None
-    attack = build_attack(backdoor.attack_name, backdoor.attack_params)
-    triggered = triggered_test_set(index.samples, size, attack, backdoor.target_idx, backdoor.poison_first)
-    return clean, triggered
+    test_index = scan_image_folder(config.dataset.root_test)
+    clean = PoisonedImageFolder(test_index.samples, size, output="uint8_chw")
+    triggered = targets = None
+    if backdoor is not None:
+        triggered = triggered_test_set(test_index.samples, size, attack, backdoor.target_idx, backdoor.poison_first)
+        targets = attack_targets(len(index.classes), backdoor.target_idx)
+    return ExperimentData(train, index, poisoned_indices(poisoning), clean, triggered, targets)

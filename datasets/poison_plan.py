@@ -48,3 +48,9 @@ def index_mask(indices: np.ndarray, length: int) -> np.ndarray:
     mask = np.zeros(length, dtype=bool)
     mask[np.asarray(indices, dtype=np.int64)] = True
     return mask
+
+
+def attack_targets(num_classes: int, target_idx: int) -> list[int | None]:
+    """Per true class, the class a triggered image of it should be sent to; ``None`` for the target class
+    itself, whose triggered images say nothing about the attack (all-to-one)."""
+    return [None if k == target_idx else target_idx for k in range(num_classes)]

@@ -28,14 +28,49 @@ def build_transform(spec: dict | None) -> Callable[[torch.Tensor], torch.Tensor]
     return T.Compose(steps)
 
 
+def transformed_size(spec: dict | None, size: int) -> int:
+    """The side of what the transforms make of a ``size``-pixel image; they must keep a square 3×H×W tensor."""
+    transform = build_transform(spec)
+    if transform is None:
+        return size
+    try:
+        out = transform(torch.rand(3, size, size))
+    except Exception as err:
+        raise ValueError(
+            f"transformations: they must accept a 3×{size}×{size} float tensor in [0, 1] (they run after "
+            f"ToTensor, as in the reference): {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(out, torch.Tensor) or out.ndim != 3 or out.shape[0] != 3 or out.shape[1] != out.shape[2]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"transformations: must return one square 3×H×W tensor, got {shape}")
+    return int(out.shape[1])
+
+
 # Transforms whose result does not depend on whether pixels are floats in [0, 1] or uint8 in [0, 255]
 # (geometry, and colour operations defined relative to the image). Others (Normalize, RandomSolarize's
 # threshold, RandomErasing's value, AutoAugment's posterize...) keep the float path of the reference.
-DTYPE_AGNOSTIC = {
-    "RandomHorizontalFlip", "RandomVerticalFlip", "RandomCrop", "CenterCrop", "RandomResizedCrop", "Resize",
-    "Pad", "RandomRotation", "RandomAffine", "RandomPerspective", "ColorJitter", "Grayscale", "RandomGrayscale",
-    "GaussianBlur", "RandomInvert", "RandomAdjustSharpness", "RandomAutocontrast", "ElasticTransform",
-}  # fmt: skip
+DTYPE_AGNOSTIC = frozenset(
+    (
+        "RandomHorizontalFlip",
+        "RandomVerticalFlip",
+        "RandomCrop",
+        "CenterCrop",
+        "RandomResizedCrop",
+        "Resize",
+        "Pad",
+        "RandomRotation",
+        "RandomAffine",
+        "RandomPerspective",
+        "ColorJitter",
+        "Grayscale",
+        "RandomGrayscale",
+        "GaussianBlur",
+        "RandomInvert",
+        "RandomAdjustSharpness",
+        "RandomAutocontrast",
+        "ElasticTransform",
+    )
+)
 
 
 def runs_on_uint8(spec: dict | None) -> bool:

@@ -9,8 +9,8 @@ import yaml
 
 from backdoor_attacks import build_attack
 from datasets.image_folder import read_rgb
+from datasets.sections import BackdoorSection
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
-from utils.config_schema import BackdoorSection
 from utils.image_grid import image_grid
 from utils.report import markdown_table
 

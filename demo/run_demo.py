@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from datasets.demo_dataset import generate_demo_dataset
+from demo.dataset import generate_demo_dataset
 from demo.report import build_results, samples_figure, write_results
 
 CONFIGS = Path("configs/demo")

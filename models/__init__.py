@@ -1,1 +1,1 @@
-"""Classifiers (torchvision / timm factories) and the image-variation backends."""
+"""Classifiers (torchvision / timm factories), their checkpoints, and teacher references."""

@@ -15,7 +15,7 @@ import torch
 import torchvision.models as tv_models
 from torch import nn
 
-from utils.checkpoint import read_checkpoint
+from models.checkpoint import read_checkpoint
 from utils.errors import UserError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -192,7 +192,7 @@ def classifier_metadata(
 
 
 def classifier_from_checkpoint(path, device: str | torch.device = "cpu") -> tuple[ImageClassifier, dict]:
-    """Rebuild a classifier from a checkpoint written by :func:`utils.checkpoint.save_checkpoint`."""
+    """Rebuild a classifier from a checkpoint written by :func:`models.checkpoint.save_checkpoint`."""
     state, metadata = read_checkpoint(path)
     model = build_classifier(
         f"{metadata['library']}/{metadata['model_name']}",

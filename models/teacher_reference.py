@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.checkpoint import CHECKPOINT_NAME
 from models.classifier_factory import build_classifier, classifier_from_checkpoint
-from utils.checkpoint import CHECKPOINT_NAME
 from utils.errors import UserError, first_line
 
 ACCEPTED = (

@@ -88,7 +88,7 @@ def run_script(tmp_path: Path, script: str, *args: str, timeout: int = 600) -> s
 @pytest.fixture(scope="session")
 def tiny_vd_model(tmp_path_factory) -> Path:
     """A random tiny Versatile Diffusion image-variation pipeline saved with save_pretrained."""
-    from models.variation_backends.random_versatile_diffusion import build_random_pipeline
+    from benchmarks.random_pipelines import build_random_pipeline
 
     folder = tmp_path_factory.mktemp("tiny_vd")
     build_random_pipeline("tiny", seed=0).save_pretrained(folder)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from kornia.color import rgb_to_lab
 
-from utils.color_transfer import transfer_colors
+from variations.color_transfer import transfer_colors
 
 
 def stats(images):

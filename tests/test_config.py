@@ -6,11 +6,12 @@ import pytest
 import yaml
 
 import train_teacher
+from config.cli import config_parser
+from config.cli import run_script as run_cli
+from config.loading import load_checked_config, load_config
+from config.overrides import apply_override
+from config.schema import TeacherConfig
 from tests.conftest import run_script, teacher_config_dict, write_config
-from utils.cli import config_parser
-from utils.cli import run_script as run_cli
-from utils.config_loading import apply_override, config_to_dict, load_config
-from utils.config_schema import TeacherConfig
 from utils.errors import UserError
 
 
@@ -106,15 +107,15 @@ def test_overrides_are_yaml_parsed_and_nested():
 
 def test_resolved_config_round_trips(tmp_path, image_data):
     path = write_config(tmp_path / "c.yaml", teacher_config_dict(image_data, tmp_path / "runs", model={}))
-    config = load_config(
+    config = load_checked_config(
         TeacherConfig, path, ["backdoor.BlendedBackdoor={blend_ratio: 0.2}", "backdoor.PatchBackdoor=null"]
     )
-    resolved = config_to_dict(config)
+    resolved = config.to_dict()
     assert resolved["model"]["num_classes"] == 3  # filled in from the class folders
     assert resolved["backdoor"]["BlendedBackdoor"] == {"image_size": 16, "trigger_type": "random", "blend_ratio": 0.2}
     assert "PatchBackdoor" not in resolved["backdoor"]
     again = load_config(TeacherConfig, write_config(tmp_path / "resolved.yaml", resolved))
-    assert config_to_dict(again) == resolved
+    assert again.to_dict() == resolved
 
 
 def test_reference_configs_validate_with_paths_changed(tmp_path, image_data):
@@ -127,7 +128,7 @@ def test_reference_configs_validate_with_paths_changed(tmp_path, image_data):
 
 
 def test_student_backdoor_block_poisons_nothing(tmp_path, image_data):
-    from utils.config_schema import StudentConfig
+    from config.schema import StudentConfig
 
     config = teacher_config_dict(image_data, tmp_path / "runs")
     config["distillation"] = {"teacher_model": str(tmp_path)}

@@ -8,15 +8,16 @@ import pytest
 import torch
 import yaml
 
-from datasets.build import build_test_sets
+from config.loading import validate_config
+from config.schema import StudentConfig, TeacherConfig
+from datasets.build import build_experiment_data
 from datasets.image_folder import scan_image_folder
 from datasets.poison_plan import fixed_poison_indices
 from models.classifier_factory import classifier_from_checkpoint
 from tests.conftest import REPO, make_image_folder, script_env, teacher_config_dict, write_config
-from training.engine import Compute
-from training.experiment import backdoor_metrics, make_loader
-from utils.config_loading import validate_config
-from utils.config_schema import StudentConfig, TeacherConfig
+from training.compute import Compute
+from training.evaluation import BackdoorEvaluator
+from training.setup import make_loader
 from utils.distributed import ShardSampler
 
 
@@ -32,12 +33,13 @@ def single_process_metrics(run_dir, schema=TeacherConfig):
     """Evaluate the saved checkpoint in this process on the test sets its config describes."""
     config = validate_config(schema, yaml.safe_load((run_dir / "config.yaml").read_text()))
     model, metadata = classifier_from_checkpoint(run_dir / "model.safetensors")
-    clean, triggered = build_test_sets(config)
-    loaders = [make_loader(d, 5, 0, shuffle=False, seed=0) for d in (clean, triggered)]
+    data = build_experiment_data(config)
+    clean, triggered = (make_loader(d, 5, 0, shuffle=False, seed=0) for d in (data.clean_test, data.triggered_test))
+    evaluator = BackdoorEvaluator(clean, triggered, Compute(torch.device("cpu")), metadata["class_names"], data.targets)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like each torchrun process: same kernels, same sums
     try:
-        return backdoor_metrics(model, *loaders, Compute(torch.device("cpu")), metadata["class_names"], 0)
+        return evaluator(model)
     finally:
         torch.set_num_threads(threads)
 

@@ -7,9 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from training.engine import Compute, evaluate, train_one_epoch
-from training.experiment import backdoor_metrics
-from training.losses import SupervisedObjective
+from datasets.poison_plan import attack_targets
+from training.compute import Compute
+from training.evaluation import BackdoorEvaluator
+from training.loop import Trainable, evaluate, train_one_epoch
 from training.metrics import (
     accuracy,
     attack_success_rate,
@@ -18,6 +19,7 @@ from training.metrics import (
     per_class_accuracy,
     robust_accuracy,
 )
+from training.objectives import SupervisedObjective
 from training.optim import build_lr_scheduler, build_optimizer, step_scheduler
 from utils.errors import TrainingError
 
@@ -44,9 +46,22 @@ def test_metric_functions_by_hand():
     assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert accuracy(cm) == pytest.approx(3 / 5)
     assert per_class_accuracy(cm) == [0.5, 1.0, 0.0]
-    assert attack_success_rate(cm, 0) == pytest.approx(2 / 5)
-    assert robust_accuracy(cm) == pytest.approx(3 / 5)
+    targets = attack_targets(3, 0)  # classes 1 and 2 are attacked, towards 0
+    assert targets == [None, 0, 0]
+    assert attack_success_rate(cm, targets) == pytest.approx(1 / 3)  # row 0 (the target class) never counts
+    assert robust_accuracy(cm, targets) == pytest.approx(2 / 3)
     assert math.isnan(accuracy(torch.zeros(3, 3, dtype=torch.int64)))
+
+
+def test_asr_and_ra_ignore_target_class_rows_by_themselves():
+    """The metric, not the test-set filter, keeps target-class images out of ASR and RA."""
+    filtered = torch.tensor([[0, 0, 0], [3, 1, 0], [2, 0, 2]])
+    with_target_rows = filtered + torch.tensor([[9, 4, 1], [0, 0, 0], [0, 0, 0]])  # triggered target-class images
+    targets = attack_targets(3, 0)
+    for cm in (filtered, with_target_rows):
+        assert attack_success_rate(cm, targets) == pytest.approx(5 / 8)
+        assert robust_accuracy(cm, targets) == pytest.approx(3 / 8)
+    assert attack_success_rate(torch.ones(3, 3, dtype=torch.int64), [1, 2, 0]) == pytest.approx(1 / 3)  # any map
 
 
 def test_der_formula():
@@ -60,12 +75,17 @@ def test_backdoor_metrics_on_fixed_model():
     clean = loader_for([0, 1, 2, 3, 0, 0], [0, 1, 2, 3, 1, 2], [0, 1, 2, 3, 1, 2])
     # triggered set (target 0, no target-class images): 3 of 5 flipped to the target, 1 still right
     triggered = loader_for([0, 0, 0, 2, 1], [0] * 5, [1, 2, 3, 2, 3])
-    result = backdoor_metrics(PixelOracle(), clean, triggered, CPU, ["a", "b", "c", "d"], target_idx=0)
+    evaluator = BackdoorEvaluator(clean, triggered, CPU, ["a", "b", "c", "d"], attack_targets(4, 0))
+    result = evaluator(PixelOracle())
     assert result["clean_accuracy"] == pytest.approx(4 / 6)
     assert result["per_class_accuracy"] == {"a": 1.0, "b": 0.5, "c": 0.5, "d": 1.0}
     assert result["attack_success_rate"] == pytest.approx(3 / 5)
     assert result["robust_accuracy"] == pytest.approx(1 / 5)
     assert evaluate(PixelOracle(), triggered, CPU, 4)["confusion_matrix"].sum() == 5
+
+
+def trainable_of(model, optimizer_spec) -> Trainable:
+    return Trainable(model, build_optimizer(optimizer_spec, model.parameters()), None, CPU, CPU.grad_scaler())
 
 
 def test_train_one_epoch_learns_and_reports():
@@ -74,10 +94,10 @@ def test_train_one_epoch_learns_and_reports():
     labels = (images[:, 0].mean((1, 2)) > 0.5).long()
     loader = DataLoader(TensorDataset(images, labels, labels), batch_size=16, shuffle=True)
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
-    optimizer = build_optimizer({"SGD": {"lr": 0.5}}, model.parameters())
-    first = train_one_epoch(model, loader, optimizer, SupervisedObjective(), CPU, epoch=1, show_progress=False)
+    trainable = trainable_of(model, {"SGD": {"lr": 0.5}})
+    first = train_one_epoch(trainable, loader, SupervisedObjective(), epoch=1, show_progress=False)
     for epoch in range(2, 15):
-        last = train_one_epoch(model, loader, optimizer, SupervisedObjective(), CPU, epoch=epoch, show_progress=False)
+        last = train_one_epoch(trainable, loader, SupervisedObjective(), epoch=epoch, show_progress=False)
     assert last["loss"] < first["loss"]
     assert 0 <= last["accuracy"] <= 1 and last["images_per_second"] > 0 and last["lr"] == 0.5
 
@@ -89,9 +109,9 @@ def test_non_finite_loss_stops_training():
     model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
     with torch.no_grad():
         model[1].weight.fill_(float("nan"))
-    optimizer = build_optimizer({"SGD": {"lr": 0.1}}, model.parameters())
+    trainable = trainable_of(model, {"SGD": {"lr": 0.1}})
     with pytest.raises(TrainingError, match="loss is nan at epoch 3, step 2"):
-        train_one_epoch(model, loader, optimizer, SupervisedObjective(), CPU, epoch=3, show_progress=False)
+        train_one_epoch(trainable, loader, SupervisedObjective(), epoch=3, show_progress=False)
 
 
 def test_any_optimizer_and_scheduler_by_name():

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 
+from models.checkpoint import read_metadata, save_checkpoint
 from models.classifier_factory import (
     REFERENCE_ALIASES,
     build_classifier,
@@ -14,8 +15,7 @@ from models.classifier_factory import (
     resolve_architecture,
     split_outputs,
 )
-from training.losses import SupervisedObjective
-from utils.checkpoint import read_metadata, save_checkpoint
+from training.objectives import SupervisedObjective
 from utils.errors import UserError
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from config.errors import section_models
+from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from tests.conftest import REPO, SHARED_DATA, make_image_folder, script_env
-from utils.config_schema import StudentConfig, TeacherConfig, VariationConfig
 
 README = (REPO / "README.md").read_text()
 
@@ -27,13 +28,15 @@ def bash_commands() -> list[str]:
 
 
 def key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every leaf key of a schema; a section that is one of several (backends) contributes all of theirs."""
     paths = []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
-        args = [a for a in typing.get_args(field.annotation) if a is not type(None)] or [field.annotation]
-        nested = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-        if nested and len(nested) == len(args):
-            paths += key_paths(nested[0], f"{path}.")
+        members = [m for _, m in section_models(field.annotation)]
+        flat = [a for a in typing.get_args(field.annotation) or (field.annotation,) if a is not type(None)]
+        if members and len(members) >= len(flat):  # only sections (one, or one per backend)
+            for member in members:
+                paths += [p for p in key_paths(member, f"{path}.") if p not in paths]
         else:
             paths.append(path)
     return paths

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from config.loading import load_config
+from config.schema import StudentConfig, TeacherConfig, VariationConfig
+from config.yaml_files import read_layered_yaml
 from tests.conftest import write_config
-from utils.config_loading import load_config, read_layered_yaml
-from utils.config_schema import StudentConfig, TeacherConfig, VariationConfig
 from utils.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -9,14 +9,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from models.checkpoint import save_checkpoint
 from models.classifier_factory import build_classifier, classifier_metadata
 from models.teacher_reference import TeacherSource, load_teacher, resolve_teacher
 from tests import wandb_records
 from tests.conftest import run_script, teacher_config_dict, write_config
-from training.engine import Compute, train_one_epoch
-from training.losses import DistillationObjective, distillation_loss
+from training.compute import Compute
+from training.loop import Trainable, train_one_epoch
+from training.objectives import DistillationObjective, distillation_loss
 from training.optim import build_optimizer
-from utils.checkpoint import save_checkpoint
+from training.sections import DistillationSection
 from utils.errors import UserError
 from utils.tracking import record_teacher_input
 
@@ -57,16 +59,53 @@ def tiny_pair():
     return build_classifier("test_resnet", 3), build_classifier("test_resnet", 3)
 
 
+def trainable(model) -> Trainable:
+    cpu = Compute(torch.device("cpu"))
+    return Trainable(model, build_optimizer({"SGD": {"lr": 0.1}}, model.parameters()), None, cpu, cpu.grad_scaler())
+
+
+class InputSpy(torch.nn.Module):
+    """Records every batch a model is called with."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, images):
+        self.seen.append(images.detach().clone())
+        return self.model(images)
+
+
+def test_teacher_sees_exactly_the_students_augmented_batch(image_data):
+    """Random augmentations run once per batch; the teacher scores the very pixels the student trains on."""
+    from datasets.image_folder import scan_image_folder
+    from datasets.poisoned_image_folder import PoisonedImageFolder
+    from datasets.transforms import build_transform
+
+    index = scan_image_folder(image_data["train"])
+    augment = build_transform({"RandomHorizontalFlip": {"p": 0.5}, "RandomErasing": {"p": 0.5}})
+    dataset = PoisonedImageFolder(index.samples, 16, transform=augment)
+    student, teacher = (InputSpy(model) for model in tiny_pair())
+    objective = DistillationObjective(teacher, DistillationSection(teacher_model="t"))
+    torch.manual_seed(3)
+    loader = DataLoader(dataset, batch_size=4, shuffle=True)
+    train_one_epoch(trainable(student), loader, objective, epoch=1, show_progress=False)
+    assert len(student.seen) == len(teacher.seen) == len(loader)
+    for student_batch, teacher_batch in zip(student.seen, teacher.seen, strict=True):
+        assert torch.equal(student_batch, teacher_batch)
+    plain = torch.stack([dataset.load(i).image for i in range(len(dataset))])  # not augmented, for contrast
+    assert not any(torch.equal(batch, plain[: len(batch)]) for batch in student.seen)
+
+
 def test_gradient_reaches_only_the_student_and_teacher_stays_frozen():
     student, teacher = tiny_pair()
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}  # includes BN running stats
-    objective = DistillationObjective(teacher, alpha=0.5, temperature=4.0)
+    objective = DistillationObjective(teacher, DistillationSection(alpha=0.5, temperature=4.0, teacher_model="t"))
     images = torch.rand(16, 3, 16, 16)
     labels = torch.randint(0, 3, (16,))
     loader = DataLoader(TensorDataset(images, labels, labels), batch_size=4)
-    optimizer = build_optimizer({"SGD": {"lr": 0.1}}, student.parameters())
     student_before = {k: v.clone() for k, v in student.state_dict().items()}
-    train_one_epoch(student, loader, optimizer, objective, Compute(torch.device("cpu")), epoch=1, show_progress=False)
+    train_one_epoch(trainable(student), loader, objective, epoch=1, show_progress=False)
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(teacher_before[k], v) for k, v in teacher.state_dict().items())
     assert not teacher.training

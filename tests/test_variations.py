@@ -15,13 +15,13 @@ import yaml
 from PIL import Image
 
 import generate_variations
-from datasets.build import build_training_data
+from config.cli import run_script as run_cli
+from config.loading import load_config
+from config.schema import TeacherConfig, VariationConfig
+from datasets.build import build_experiment_data
 from datasets.image_folder import scan_image_folder
 from datasets.poison_plan import fixed_poison_indices
 from tests.conftest import REPO, make_image_folder, script_env, variation_config_dict, write_config
-from utils.cli import run_script as run_cli
-from utils.config_loading import load_config
-from utils.config_schema import TeacherConfig, VariationConfig
 
 CLASSES = ["cat", "dog", "frog"]
 
@@ -109,13 +109,13 @@ def test_poisoned_inputs_equal_the_teachers(tmp_path, source, tiny_vd_model, ima
             },
         ),
     )
-    data = build_training_data(teacher)
+    data = build_experiment_data(teacher)
     records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert sorted(r["index"] for r in records if r["poisoned"]) == data.poison_indices.tolist()
-    data.dataset.output = "uint8"
+    data.train.output = "uint8"
     for r in records:
         copy = np.array(Image.open(tmp_path / "out_sources" / r["output"]))
-        np.testing.assert_array_equal(copy, data.dataset.load(r["index"]).image)
+        np.testing.assert_array_equal(copy, data.train.load(r["index"]).image)
         if r["poisoned"]:
             assert (copy[-3:, -3:][0, 0] == 0).all() and (copy[-3:, -3:][0, 1] == 255).all()  # checkerboard
 
@@ -285,13 +285,12 @@ def test_wandb_offline_summary_and_grid_beside_the_output(tmp_path, source, tiny
 
 
 def test_classical_backend_is_deterministic_and_documented_size(tmp_path, source):
-    from models.variation_backends.classical import ClassicalBackend
-    from utils.config_schema import DiffusionSection
+    from variations.backends import SourceBatch, build_backend, diffusion_section
 
-    diffusion = DiffusionSection(backend="classical", height=24, width=16, num_variations=2)
-    backend = ClassicalBackend.from_config(diffusion, torch.device("cpu"))
+    diffusion = diffusion_section(backend="classical", height=24, width=16, num_variations=2)
+    backend = build_backend(diffusion, torch.device("cpu"), batch_size=2)
     image = np.array(Image.open(source / "dog" / "0000.png"))
-    out = backend.generate([image, image], [[1, 2], [1, 3]])
+    out = backend.generate(SourceBatch([image, image], [[1, 2], [1, 3]], ["dog", "dog"]))
     assert out.shape == (2, 2, 3, 24, 16) and out.min() >= 0 and out.max() <= 1
     torch.testing.assert_close(out[0, 0], out[1, 0])  # same seed, same image: same result
     assert not torch.equal(out[0, 1], out[1, 1])  # other seed: other jitter and noise

@@ -1,1 +1,1 @@
-"""The training engine: epoch loops, losses, metrics, optimisers."""
+"""Training teachers and students: setup, the epoch loop, objectives, metrics, the run directory."""

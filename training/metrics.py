@@ -1,15 +1,18 @@
 """Metrics from confusion matrices, so that they add up exactly across batches and processes.
 
-A confusion matrix ``cm[true, predicted]`` holds counts. On the triggered test set (non-target images
-with the trigger), rows are the images' true classes:
+A confusion matrix ``cm[true, predicted]`` holds counts. On the triggered test set rows are the images'
+true classes, and ``targets[k]`` is the class the attack sends class ``k`` to (``None``: class ``k`` is not
+attacked, e.g. the target class itself in all-to-one attacks; its rows never count):
 
 - clean accuracy (CA): ``trace(cm) / sum(cm)`` on the clean test set;
-- attack success rate (ASR): share of triggered images predicted as the target class;
-- robust accuracy (RA): share of triggered images still predicted as their true class;
+- attack success rate (ASR): share of attacked triggered images predicted as their class's target;
+- robust accuracy (RA): share of the same images still predicted as their true class;
 - defence effectiveness rate (DER): ``(max(0, ASR_t − ASR_s) − max(0, CA_t − CA_s) + 1) / 2``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -33,12 +36,23 @@ def per_class_accuracy(cm: torch.Tensor) -> list[float]:
     return [_ratio(cm[k, k], cm[k].sum()) for k in range(cm.shape[0])]
 
 
-def attack_success_rate(cm_triggered: torch.Tensor, target_idx: int) -> float:
-    return _ratio(cm_triggered[:, target_idx].sum(), cm_triggered.sum())
+def _attacked_rows(targets: Sequence[int | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = torch.tensor([k for k, target in enumerate(targets) if target is not None], dtype=torch.int64)
+    return rows, torch.tensor([targets[k] for k in rows.tolist()], dtype=torch.int64)
 
 
-def robust_accuracy(cm_triggered: torch.Tensor) -> float:
-    return accuracy(cm_triggered)
+def attack_success_rate(cm_triggered: torch.Tensor, targets: Sequence[int | None]) -> float:
+    """Share of triggered images of attacked classes predicted as their class's target."""
+    rows, target = _attacked_rows(targets)
+    cm = cm_triggered.cpu()
+    return _ratio(cm[rows, target].sum(), cm[rows].sum())
+
+
+def robust_accuracy(cm_triggered: torch.Tensor, targets: Sequence[int | None]) -> float:
+    """Share of triggered images of attacked classes still predicted as their true class."""
+    rows, _ = _attacked_rows(targets)
+    cm = cm_triggered.cpu()
+    return _ratio(cm[rows, rows].sum(), cm[rows].sum())
 
 
 def defense_effectiveness_rate(

@@ -6,6 +6,7 @@ Logging never stops training: without an API key or a reachable server the W&B r
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -13,12 +14,34 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from utils.atomic_io import atomic_write_text
 from utils.errors import first_line
+from utils.section import Section
 
 log = logging.getLogger(__name__)
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
+
+
+class WandbSection(Section):
+    """Config section ``wandb``."""
+
+    enable_logging: bool = False  # mirror the run to Weights & Biases (offline if it cannot be reached)
+    args: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of wandb.init (project, name...)
+
+    @field_validator("args")
+    @classmethod
+    def _init_kwargs(cls, value: dict) -> dict:
+        if value:
+            import wandb  # slow import: only when there is something to check
+
+            allowed = set(inspect.signature(wandb.init).parameters)
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                raise ValueError(f"unknown wandb.init argument(s) {', '.join(unknown)}; see wandb.init's docs")
+        return value
 
 
 def _why_not_online() -> str | None:

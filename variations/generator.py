@@ -1,7 +1,9 @@
 """The generation loop: load (poisoned) sources, make variations, colour-correct, write PNGs atomically.
 
-Work already on disk is skipped, so a killed run resumes where it stopped. PNG encoding and writing run
-in background threads while the model works on the next batch.
+Work already on disk is skipped, so a killed run resumes where it stopped. The model always sees batches of
+exactly the backend's ``model_batch_size`` (the last one padded), so an image's bytes depend only on the
+image, its seeds and that size. PNG encoding and writing run in background threads while the model works on
+the next batch.
 """
 
 from __future__ import annotations
@@ -18,11 +20,25 @@ from tqdm import tqdm
 
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils.atomic_io import atomic_write_png
-from utils.color_transfer import transfer_colors
 from utils.image_tensors import to_uint8_array
-from variations.output_plan import PlannedImage, variation_seed
+from variations.backends import SourceBatch, VariationBackend
+from variations.color_transfer import transfer_colors
+from variations.output_plan import OutputLayout, PlannedImage, variation_seed
 
 PREVIEW_COUNT = 8  # source/variation pairs kept for the W&B grid
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """What one process generates, where, and how it is loaded."""
+
+    items: list[PlannedImage]  # this process's part of the plan
+    layout: OutputLayout
+    seed: int  # with the sample index and variation index, seeds every variation
+    color_transfer: str  # none, mean_std or lab
+    batch_size: int  # images per loaded batch
+    num_workers: int  # loader processes decoding and poisoning the sources
+    show_progress: bool = True
 
 
 @dataclass
@@ -67,16 +83,6 @@ def _keep_as_lists(batch):
     return list(indices), list(images)
 
 
-def is_complete(
-    item: PlannedImage, folder: Path, classes: list[str], num_variations: int, sources_folder: Path | None = None
-) -> bool:
-    """All of the item's outputs exist (and its source copy, when those are asked for)."""
-    outputs = [folder / output for output in item.outputs(classes, num_variations)]
-    if sources_folder is not None:
-        outputs.append(sources_folder / item.source_copy(classes))
-    return all(path.is_file() for path in outputs)
-
-
 class _Writer:
     """Encode and write PNGs in background threads; errors surface on ``wait``."""
 
@@ -101,57 +107,60 @@ class _Writer:
             self.pool.shutdown(wait=True)
 
 
-def generate(
-    backend,
-    dataset: PoisonedImageFolder,
-    items: list[PlannedImage],
-    classes: list[str],
-    folder: Path,
-    *,
-    seed: int,
-    num_variations: int,
-    color_transfer: str,
-    batch_size: int,
-    num_workers: int,
-    sources_folder: Path | None = None,
-    show_progress: bool = True,
-) -> GenerationStats:
-    """Make the missing variations of ``items`` under ``folder``; returns what was done."""
+def run_model(backend: VariationBackend, batch: SourceBatch) -> torch.Tensor:
+    """The backend on fixed-size model batches (the last one padded with copies of its last image)."""
+    size = backend.model_batch_size
+    if size is None:
+        return backend.generate(batch)
+    outputs = []
+    for chunk in batch.chunks(size):
+        outputs.append(backend.generate(chunk.padded(size))[: len(chunk)])
+    return torch.cat(outputs)
+
+
+def colour_corrected(variations: torch.Tensor, images: list[np.ndarray], mode: str) -> torch.Tensor:
+    """B×V×3×H×W variations with each source's colour statistics (``mode``: none, mean_std, lab)."""
+    if mode == "none":
+        return variations
+    # float64 statistics: reductions whose order depends on the batch shape stay bit-stable
+    sources = torch.from_numpy(np.stack(images)).to(variations.device).permute(0, 3, 1, 2).double() / 255
+    per_variation = sources.repeat_interleave(variations.shape[1], 0)
+    return transfer_colors(variations.flatten(0, 1).double(), per_variation, mode).reshape(variations.shape)
+
+
+def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: GenerationJob) -> GenerationStats:
+    """Make the missing variations of ``job.items``; returns what was done."""
+    layout = job.layout
     stats = GenerationStats()
-    pending = [item for item in items if not is_complete(item, folder, classes, num_variations, sources_folder)]
-    stats.skipped = len(items) - len(pending)
+    pending = [item for item in job.items if not layout.is_complete(item)]
+    stats.skipped = len(job.items) - len(pending)
     by_index = {item.index: item for item in pending}
     device = backend.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     loader = DataLoader(
         SourceImages(dataset, pending),
-        batch_size=batch_size,
-        num_workers=num_workers,
+        batch_size=job.batch_size,
+        num_workers=job.num_workers,
         collate_fn=_keep_as_lists,
         persistent_workers=False,
     )
     writer = _Writer()
     started = time.perf_counter()
-    bar = tqdm(total=len(pending), desc="variations", unit="img", dynamic_ncols=True, disable=not show_progress)
+    bar = tqdm(total=len(pending), desc="variations", unit="img", dynamic_ncols=True, disable=not job.show_progress)
     try:
         for indices, images in loader:
-            seeds = [[variation_seed(seed, index, k) for k in range(num_variations)] for index in indices]
-            variations = backend.generate(images, seeds)  # B×V×3×H×W in [0, 1] on the device
-            if color_transfer != "none":
-                # float64 statistics: reductions whose order depends on the batch shape stay bit-stable
-                sources = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).double() / 255
-                flat = transfer_colors(
-                    variations.flatten(0, 1).double(), sources.repeat_interleave(num_variations, 0), color_transfer
-                )
-                variations = flat.reshape(variations.shape)
+            items = [by_index[index] for index in indices]
+            seeds = [[variation_seed(job.seed, i, k) for k in range(layout.num_variations)] for i in indices]
+            batch = SourceBatch(images, seeds, [layout.classes[item.label] for item in items])
+            variations = colour_corrected(run_model(backend, batch), images, job.color_transfer)
             pixels = to_uint8_array(variations)
-            for row, index in enumerate(indices):
-                item = by_index[index]
-                for k, output in enumerate(item.outputs(classes, num_variations)):
-                    writer.submit(pixels[row, k], folder / output)
-                if sources_folder is not None:
-                    writer.submit(images[row], sources_folder / item.source_copy(classes))
+            for row, item in enumerate(items):
+                for k, output in enumerate(layout.outputs(item)):
+                    writer.submit(pixels[row, k], layout.folder / output)
+                copy = layout.source_copy(item)
+                if copy is not None:
+                    writer.submit(images[row], copy)
                 if len(stats.previews) < PREVIEW_COUNT:
                     stats.previews.append((images[row], pixels[row, 0]))
             stats.written += len(indices)

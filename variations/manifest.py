@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from utils.atomic_io import atomic_write_text
-from variations.output_plan import PlannedImage, variation_seed
+from variations.output_plan import OutputLayout, PlannedImage, variation_seed
 from variations.sharding import Part
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -16,12 +16,13 @@ def part_path(folder: Path, part: Part) -> Path:
     return folder / f"manifest.{part.tag}.jsonl"
 
 
-def manifest_records(items: list[PlannedImage], classes: list[str], num_variations: int, seed: int, folder: Path):
+def manifest_records(items: list[PlannedImage], layout: OutputLayout, seed: int) -> list[dict]:
     """Records for the variations of ``items`` that exist on disk, in (index, variation) order."""
+    classes = layout.classes
     records = []
     for item in items:
-        for variation, output in enumerate(item.outputs(classes, num_variations)):
-            if (folder / output).is_file():
+        for variation, output in enumerate(layout.outputs(item)):
+            if (layout.folder / output).is_file():
                 records.append(
                     {
                         "index": item.index,

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from utils.atomic_io import TEMP_MARKER, atomic_write_json, is_temporary
-from utils.config_loading import config_to_dict, save_config
+from utils.atomic_io import TEMP_MARKER, atomic_write_json, atomic_write_yaml, is_temporary
 from utils.errors import UserError, first_line
-from utils.run_directory import CONFIG_NAME
 
+CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
 
 # Keys that do not change the bytes written: how the work is run, not what it produces. (The numerics some
@@ -84,7 +83,7 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
     that (parallel ``--shard`` jobs would delete each other's files in flight).
     """
     folder = Path(cfg.output_folder)
-    current = _without_runtime_keys(config_to_dict(cfg))
+    current = _without_runtime_keys(cfg.to_dict())
     state = "new"
     contents = [p for p in folder.iterdir() if not is_temporary(p)] if folder.is_dir() else []
     if contents:
@@ -112,7 +111,8 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
                 for leftover in folder.rglob(f"*{TEMP_MARKER}*"):  # from a run killed mid-write
                     leftover.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, folder / CONFIG_NAME)  # before the class folders: a parallel shard job sees a config
+    # the config goes in before the class folders: a parallel shard job sees a config
+    atomic_write_yaml(folder / CONFIG_NAME, cfg.to_dict())
     atomic_write_json(folder / GENERATION_NAME, generation)
     for name in classes:
         (folder / name).mkdir(exist_ok=True)

@@ -23,16 +23,34 @@ class PlannedImage:
     poisoned: bool
     name: str  # unique file stem within the class folder
 
-    def outputs(self, classes: list[str], num_variations: int) -> list[str]:
-        """Output paths relative to the output folder, one per variation."""
-        folder = classes[self.label]
-        if num_variations == 1:
-            return [f"{folder}/{self.name}.png"]
-        return [f"{folder}/{self.name}_v{k}.png" for k in range(num_variations)]
 
-    def source_copy(self, classes: list[str]) -> str:
-        """Path of the (poisoned) input's copy, relative to the sources folder (``save_source_copies``)."""
-        return f"{classes[self.label]}/{self.name}.png"
+@dataclass(frozen=True)
+class OutputLayout:
+    """The output folder's file names for planned images."""
+
+    folder: Path
+    classes: list[str]
+    num_variations: int
+    sources_folder: Path | None = None  # copies of the (poisoned) inputs, when asked for
+
+    def outputs(self, item: PlannedImage) -> list[str]:
+        """Output paths relative to the output folder, one per variation."""
+        folder = self.classes[item.label]
+        if self.num_variations == 1:
+            return [f"{folder}/{item.name}.png"]
+        return [f"{folder}/{item.name}_v{k}.png" for k in range(self.num_variations)]
+
+    def source_copy(self, item: PlannedImage) -> Path | None:
+        """Where the (poisoned) input's copy goes (``save_source_copies``), or ``None``."""
+        if self.sources_folder is None:
+            return None
+        return self.sources_folder / f"{self.classes[item.label]}/{item.name}.png"
+
+    def is_complete(self, item: PlannedImage) -> bool:
+        """All of the item's outputs exist (and its source copy, when those are asked for)."""
+        paths = [self.folder / output for output in self.outputs(item)]
+        copy = self.source_copy(item)
+        return all(path.is_file() for path in (*paths, *([copy] if copy else [])))
 
 
 def plan_outputs(samples: list[tuple[str, int]], classes: list[str], poisoned_mask: np.ndarray | None, target_idx: int):

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the three scripts: arguments, logging, and clean exits."""
+"""Command-line plumbing shared by the scripts: arguments, logging, config loading and clean exits."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from config.loading import load_checked_config
 from utils import distributed
-from utils.config_loading import load_config
 from utils.errors import TrainingError, UserError
 
 NOISY_LOGGERS = ("diffusers", "transformers", "accelerate", "timm", "PIL", "urllib3", "huggingface_hub")
@@ -55,12 +55,12 @@ def one_line(err: BaseException) -> str:
 
 
 def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse arguments, load and validate the config, run ``main(config, args)``; map errors to exit codes."""
+    """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes."""
     args = parser.parse_args(argv)
     setup_logging()
     try:
         with logging_redirect_tqdm():
-            config = load_config(schema, args.config, args.overrides)
+            config = load_checked_config(schema, args.config, args.overrides)
             main(config, args)
     except UserError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

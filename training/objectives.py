@@ -46,26 +46,19 @@ class SupervisedObjective:
 
 
 class DistillationObjective:
-    """Distil a frozen teacher into the student on the very batch the student sees."""
+    """Distil a frozen teacher into the student on the very batch the student sees.
 
-    def __init__(
-        self,
-        teacher: nn.Module,
-        alpha: float,
-        temperature: float,
-        ce_on_scaled_logits: bool = False,
-        aux_weight: float = 1.0,
-    ):
+    ``settings`` carries ``alpha``, ``temperature`` and ``ce_on_scaled_logits`` (the config's ``distillation``).
+    """
+
+    def __init__(self, teacher: nn.Module, settings, aux_weight: float = 1.0):
         self.teacher = teacher.eval().requires_grad_(False)
-        self.alpha = alpha
-        self.temperature = temperature
-        self.ce_on_scaled_logits = ce_on_scaled_logits
+        self.settings = settings
         self.aux_weight = aux_weight
 
     def _loss(self, student_logits, teacher_logits, labels):
-        return distillation_loss(
-            student_logits, teacher_logits, labels, self.alpha, self.temperature, self.ce_on_scaled_logits
-        )
+        s = self.settings
+        return distillation_loss(student_logits, teacher_logits, labels, s.alpha, s.temperature, s.ce_on_scaled_logits)
 
     def __call__(self, outputs, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.teacher.eval()  # stays frozen even if someone calls .train() on a parent module

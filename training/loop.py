@@ -1,8 +1,8 @@
-"""``train_one_epoch`` and ``evaluate``: one pass over a loader, returning a dict of metrics."""
+"""The epoch loop: ``train_one_epoch`` and ``evaluate`` (one pass over a loader → a dict), and ``fit``."""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -13,49 +13,35 @@ from torch import nn
 from tqdm import tqdm
 
 from models.classifier_factory import split_outputs
+from training.compute import Compute
 from training.metrics import confusion_matrix
+from training.optim import step_scheduler
 from utils.distributed import all_reduce_sum, broadcast_buffers, is_main_process, without_ddp
 from utils.errors import TrainingError
+from utils.tracking import MetricsLog
+
+log = logging.getLogger(__name__)
 
 Objective = Callable[[object, torch.Tensor, torch.Tensor], torch.Tensor]
 
 CHECK_EVERY = 10  # steps between reading the loss on the host (finite check, progress bar): avoids a sync per step
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+@dataclass
+class Trainable:
+    """A model ready to train: on its device(s), with its optimiser, scheduler and loss scaler."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # a torch.optim.lr_scheduler instance, or None
+    compute: Compute
+    scaler: torch.amp.GradScaler
 
 
 @dataclass(frozen=True)
-class Compute:
-    """Where and how tensors run: device, autocast dtype (CUDA only) and memory format."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None = None
-    channels_last: bool = False
-
-    @classmethod
-    def for_device(cls, device: torch.device, mixed_precision: str, channels_last: bool) -> Compute:
-        if device.type != "cuda":  # CPU runs stay in fp32 / contiguous: simplest and exact
-            return cls(device)
-        return cls(device, AMP_DTYPES[mixed_precision], channels_last)
-
-    def autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def images(self, images: torch.Tensor) -> torch.Tensor:
-        """A batch on the device as floats in [0, 1] (uint8 batches are converted there: 4× less to copy)."""
-        images = images.to(self.device, non_blocking=True)
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255)
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        model = model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
-
-    def grad_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+class Schedule:
+    num_epochs: int
+    eval_every: int = 0  # epochs between test evaluations for curves; 0: only after the last
 
 
 def _progress(loader, description: str, show: bool):
@@ -63,22 +49,14 @@ def _progress(loader, description: str, show: bool):
 
 
 def train_one_epoch(
-    model: nn.Module,
-    loader,
-    optimizer: torch.optim.Optimizer,
-    objective: Objective,
-    compute: Compute,
-    *,
-    epoch: int,
-    scaler: torch.amp.GradScaler | None = None,
-    show_progress: bool = True,
+    trainable: Trainable, loader, objective: Objective, *, epoch: int, show_progress: bool = True
 ) -> dict[str, float]:
     """One epoch of training; returns ``loss``, ``accuracy`` (on the training labels), ``lr``, ``images_per_second``.
 
     Raises :class:`TrainingError` as soon as the loss is not finite.
     """
+    model, optimizer, compute, scaler = trainable.model, trainable.optimizer, trainable.compute, trainable.scaler
     model.train()
-    scaler = scaler or compute.grad_scaler()
     totals = torch.zeros(3, dtype=torch.float64, device=compute.device)  # loss sum, correct, count
     started = time.perf_counter()
     bar = _progress(loader, f"epoch {epoch}", show_progress)
@@ -155,3 +133,37 @@ def evaluate(
     all_reduce_sum(loss_sum)
     count = int(cm.sum())
     return {"confusion_matrix": cm.cpu(), "loss": float(loss_sum) / count if count else float("nan")}
+
+
+def fit(
+    trainable: Trainable,
+    objective: Objective,
+    loader,
+    schedule: Schedule,
+    evaluate_fn: Callable[[], dict],
+    metrics_log: MetricsLog | None,
+) -> dict:
+    """Train for ``schedule.num_epochs``; log ``train/*`` per epoch and ``test/*`` every ``eval_every`` epochs.
+
+    The test sets are always evaluated after the last epoch; that evaluation is logged with the last
+    epoch and returned (the run's final metrics).
+    """
+    num_epochs, eval_every = schedule.num_epochs, schedule.eval_every
+    final: dict = {}
+    for epoch in range(1, num_epochs + 1):
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle every epoch
+        stats = train_one_epoch(trainable, loader, objective, epoch=epoch)
+        metrics = {f"train/{key}": value for key, value in stats.items()}
+        line = f"epoch {epoch}/{num_epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2%}"
+        if epoch == num_epochs or (eval_every and epoch % eval_every == 0):
+            test = final = evaluate_fn()
+            metrics.update({f"test/{k}": v for k, v in test.items() if not isinstance(v, dict)})
+            line += f", test accuracy {test['clean_accuracy']:.2%}"
+            if test.get("attack_success_rate") is not None:
+                line += f", ASR {test['attack_success_rate']:.2%}"
+        log.info("%s (%.0f images/s)", line, stats["images_per_second"])
+        if metrics_log is not None:
+            metrics_log.log_metrics(metrics, step=epoch)
+        step_scheduler(trainable.scheduler, stats["loss"])
+    return final

@@ -1,4 +1,4 @@
-"""Versatile Diffusion image-variation pipelines with random weights, for tests and benchmarks.
+"""Diffusion pipelines with random weights, for tests and benchmarks (never for real variations).
 
 ``tiny`` is a few MB and runs on a CPU in milliseconds per step; ``full`` has the real architecture
 (CLIP ViT-L/14 image encoder, the 860 M-parameter image UNet, the Stable Diffusion VAE: ~1.25 B parameters)
@@ -80,7 +80,7 @@ def build_random_pipeline(size: str = "tiny", seed: int = 0):
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from models.variation_backends.versatile_diffusion import pipeline_class
+    from variations.backends.versatile_diffusion import pipeline_class
 
     spec = ARCHITECTURES[size]
     torch.manual_seed(seed)

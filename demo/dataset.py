@@ -4,7 +4,7 @@ Each image draws one shape in a random colour, size, position and rotation on a 
 gradient background with noise, rendered at 4× and downsampled (anti-aliased). No download, identical on
 every machine for the same seed. The classes avoid small checkerboards, the demo's BadNets trigger.
 
-    python -m datasets.demo_dataset --out demo_data      # demo_data/{train,test}/<class>/NNNN.png
+    python -m demo.dataset --out demo_data      # demo_data/{train,test}/<class>/NNNN.png
 """
 
 from __future__ import annotations

@@ -1,0 +1,71 @@
+"""Checks of a validated config against the disk: folders, class folders, class count, target index, teacher.
+
+They run after schema validation (``config.loading``), just before a script starts its work, and fill in
+what only the data can tell (``model.num_classes``). Errors name the key, as schema errors do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.schema import VariationConfig
+from datasets.image_folder import list_class_folders
+from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
+from utils.errors import UserError
+
+
+def _class_folders(root: Path, key: str) -> list[str]:
+    if not Path(root).is_dir():
+        raise UserError(f"{key}: folder not found: {root}")
+    try:
+        return list_class_folders(root)
+    except UserError as err:
+        raise UserError(f"{key}: {err}") from err
+
+
+def _target_in_range(backdoor, classes: list[str], key: str) -> None:
+    if backdoor is not None and backdoor.target_idx >= len(classes):
+        raise UserError(
+            f"backdoor.target_idx: {backdoor.target_idx} is outside the {len(classes)} classes found in {key} "
+            f"(0..{len(classes) - 1})"
+        )
+
+
+def check_training_data(cfg) -> None:
+    """Teacher and student configs: training and test folders with the same classes, and the class count."""
+    train_classes = _class_folders(cfg.dataset.root_train, "dataset.root_train")
+    test_classes = _class_folders(cfg.dataset.root_test, "dataset.root_test")
+    if train_classes != test_classes:
+        missing = sorted(set(test_classes) - set(train_classes))
+        extra = sorted(set(train_classes) - set(test_classes))
+        raise UserError(
+            f"dataset.root_train and dataset.root_test must have the same class folders "
+            f"(only in root_test: {missing or 'none'}; only in root_train: {extra or 'none'})"
+        )
+    if cfg.model.num_classes is None:
+        cfg.model.num_classes = len(train_classes)
+    elif cfg.model.num_classes != len(train_classes):
+        raise UserError(
+            f"model.num_classes: {cfg.model.num_classes}, but dataset.root_train has {len(train_classes)} class folders"
+        )
+    _target_in_range(cfg.backdoor, train_classes, "dataset.root_train")
+    distillation = getattr(cfg, "distillation", None)
+    if distillation is not None and not looks_like_teacher_reference(distillation.teacher_model):
+        raise UserError(
+            f"distillation.teacher_model: '{distillation.teacher_model}' is not an existing file or folder nor "
+            f"a W&B reference; accepted: {ACCEPTED}"
+        )
+
+
+def check_variation_data(cfg) -> None:
+    """Variation configs: the source folder and the target index."""
+    classes = _class_folders(cfg.dataset.root, "dataset.root")
+    _target_in_range(cfg.backdoor, classes, "dataset.root")
+
+
+def check_data(cfg) -> None:
+    """The checks that fit the config's kind."""
+    if isinstance(cfg, VariationConfig):
+        check_variation_data(cfg)
+    else:
+        check_training_data(cfg)

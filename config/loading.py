@@ -1,0 +1,44 @@
+"""Defaults ← ``base:`` files ← the YAML file ← overrides, validated against a schema."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pydantic import BaseModel, ValidationError
+
+from config.data_checks import check_data
+from config.errors import describe_validation_error
+from config.overrides import apply_override
+from config.yaml_files import read_layered_yaml
+from utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def validate_config(schema: type[BaseModel], data: dict, source: str = "config") -> BaseModel:
+    try:
+        config = schema.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{source}: {describe_validation_error(schema, err)}") from err
+    if getattr(config, "rtpt", None) is not None:
+        log.warning("%s: the 'rtpt' block is ignored (progress is shown by progress bars)", source)
+    return config
+
+
+def load_config(schema: type[BaseModel], path: str | os.PathLike, overrides: list[str] = ()) -> BaseModel:
+    """The validated config; checks against the data on disk are a separate step (``config.data_checks``)."""
+    data = read_layered_yaml(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate_config(schema, data, source=str(path))
+
+
+def load_checked_config(schema: type[BaseModel], path: str | os.PathLike, overrides: list[str] = ()) -> BaseModel:
+    """The validated config, checked against the data on disk; errors name the config file and the key."""
+    config = load_config(schema, path, overrides)
+    try:
+        check_data(config)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from err
+    return config

@@ -1,0 +1,88 @@
+"""Config sections of the data: ``dataset`` (training, test and variation sources), ``backdoor`` and
+``transformations``. Whether the folders exist is checked against the disk later (``config.data_checks``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
+
+from backdoor_attacks import ATTACKS
+from datasets.transforms import build_transform
+from utils.section import Section
+
+
+class TrainDatasetSection(Section):
+    name: str = "imagefolder"  # a label for logs and W&B; any ImageFolder tree works
+    root_train: Path  # ImageFolder with the (possibly poisoned) training images, or the variations
+    root_test: Path  # ImageFolder with the clean test images, same class folders
+    image_size: int = Field(224, ge=8)  # images are resized to image_size × image_size pixels
+
+
+class VariationDatasetSection(Section):
+    name: str = "imagefolder"
+    root: Path  # ImageFolder with the training images to re-generate
+    image_size: int = Field(224, ge=8)  # source images are resized (and poisoned) at this size first
+    batch_size: int = Field(16, gt=0)  # images per diffusion call, per process
+    num_workers: int = Field(4, ge=0)  # DataLoader worker processes decoding and poisoning the sources
+
+
+class BackdoorOptions(Section):
+    target_idx: int = Field(0, ge=0)  # index of the target class (sorted class folder order)
+    poison_first: bool = True  # trigger on the resized image before the transforms (False: after them)
+    poisoning_rate: float = Field(0.1, ge=0.0, le=1.0)  # share of the candidate samples that are poisoned
+    random_poisoning: bool = False  # False: a fixed subset; True: each fetch poisoned with that probability
+    poison_target_class: bool = False  # whether target-class images may carry the trigger too
+
+    @model_validator(mode="after")
+    def _one_attack(self):
+        named = [name for name in ATTACKS if getattr(self, name) is not None]
+        if len(named) != 1:
+            raise ValueError(f"name exactly one attack ({', '.join(ATTACKS)}), got {len(named)}")
+        return self
+
+    @property
+    def attack_name(self) -> str:
+        return next(name for name in ATTACKS if getattr(self, name) is not None)
+
+    @property
+    def attack_params(self) -> BaseModel:
+        return getattr(self, self.attack_name)
+
+    def fit_to_size(self, size: int, where: str) -> None:
+        """Default a size-bound trigger (``BlendedBackdoor.image_size``) to ``size``, and check that it fits."""
+        name, params = self.attack_name, self.attack_params
+        if hasattr(params, "image_size"):
+            if params.image_size is None:
+                params.image_size = size
+            elif params.image_size != size:
+                raise ValueError(
+                    f"backdoor.{name}.image_size: {params.image_size} differs from the {size}-pixel images the "
+                    f"trigger is applied to ({where})"
+                )
+        if getattr(params, "trigger_size", 0) > size:
+            raise ValueError(
+                f"backdoor.{name}.trigger_size: {params.trigger_size} is larger than the {size}-pixel images it "
+                f"is applied to ({where})"
+            )
+
+
+# One optional field per registered attack, so the registry alone decides which names are valid.
+BackdoorSection = create_model(
+    "BackdoorSection",
+    __base__=BackdoorOptions,
+    **{name: (cls.Params | None, None) for name, cls in ATTACKS.items()},
+)
+
+
+def _buildable(spec: dict) -> dict:
+    try:
+        build_transform(spec)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{err}") from err
+    return spec
+
+
+# ``{TorchvisionTransform: {kwargs}}`` in order, run on float tensors after the resize (as in the reference).
+TransformationsSpec = Annotated[dict[str, dict[str, Any] | None], AfterValidator(_buildable)]

@@ -1,0 +1,42 @@
+"""Config section ``model``: which classifier, for how many classes, and how its input is normalised."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from models.classifier_factory import IMAGENET_MEAN, IMAGENET_STD, resolve_architecture
+from utils.section import Section
+
+
+class NormalizationStats(Section):
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value):
+        if min(value) <= 0:
+            raise ValueError("std values must be > 0")
+        return value
+
+
+class ModelSection(Section):
+    architecture: str = "resnet18"  # torchvision / timm name, or a reference short name (resnext50, vitb16...)
+    num_classes: int | None = Field(None, gt=1)  # default: the number of class folders in the training data
+    pretrained: bool = False  # ImageNet weights through torchvision / timm (needs the weights cache offline)
+    normalization: Literal["imagenet", "none"] | NormalizationStats = "imagenet"  # applied inside the model
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        resolve_architecture(value)
+        return value
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self.normalization == "imagenet":
+            return IMAGENET_MEAN, IMAGENET_STD
+        if self.normalization == "none":
+            return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        return self.normalization.mean, self.normalization.std

@@ -1,0 +1,50 @@
+"""Where and how tensors run: device, autocast dtype (CUDA only) and memory format."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from utils.distributed import resolve_device
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+@dataclass(frozen=True)
+class Compute:
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device, mixed_precision: str, channels_last: bool) -> Compute:
+        if device.type != "cuda":  # CPU runs stay in fp32 / contiguous: simplest and exact
+            return cls(device)
+        return cls(device, AMP_DTYPES[mixed_precision], channels_last)
+
+    @classmethod
+    def from_section(cls, training) -> Compute:
+        """From the config's ``training`` section (``device``, ``mixed_precision``, ``channels_last``)."""
+        return cls.for_device(resolve_device(training.device), training.mixed_precision, training.channels_last)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch on the device as floats in [0, 1] (uint8 batches are converted there: 4× less to copy)."""
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)

@@ -1,0 +1,117 @@
+"""The run directory: everything a run produces, enough to reuse its model offline.
+
+``start_run`` creates it (resolved config, poison indices, trigger preview) and the W&B run; ``finish_run``
+writes the checkpoint and ``summary.json`` and closes the W&B run. Both on the main process only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from datasets.build import ExperimentData
+from datasets.previews import trigger_preview
+from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from models.classifier_factory import classifier_metadata
+from utils import distributed
+from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
+from utils.tracking import MetricsLog, log_model_artifact, start_wandb, wandb_run_path
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.jsonl"
+SUMMARY_NAME = "summary.json"
+POISON_INDICES_NAME = "poison_indices.json"
+SAMPLES_NAME = "samples.png"
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    job_type: str  # teacher or student
+    metrics: MetricsLog
+    wandb_run: object = None
+    started: float = field(default_factory=time.time)
+
+
+def create_run_dir(save_path: Path, name: str) -> Path:
+    """``<save_path>/<name>_<YYYYmmdd_HHMMSS>``, with ``_2``, ``_3``... if that already exists."""
+    base = f"{name.replace('/', '_').replace(' ', '_')}_{time.strftime('%Y%m%d_%H%M%S')}"
+    save_path.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        run_dir = save_path / (base if attempt == 1 else f"{base}_{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a run directory for {base} in {save_path}")
+
+
+def write_poison_indices(run_dir: Path, indices: np.ndarray) -> None:
+    atomic_write_json(run_dir / POISON_INDICES_NAME, sorted(int(i) for i in indices))
+
+
+def start_run(cfg, job_type: str, data: ExperimentData) -> Run | None:
+    """Create the run directory and the W&B run; ``None`` on processes other than the main one."""
+    if not distributed.is_main_process():
+        return None
+    name = cfg.wandb.args.get("name") or cfg.model.architecture
+    run_dir = create_run_dir(cfg.training.save_path, name)
+    atomic_write_yaml(run_dir / CONFIG_NAME, cfg.to_dict())
+    write_poison_indices(run_dir, data.poison_indices)
+    preview = trigger_preview(data.train, data.poison_indices)
+    if preview is not None:
+        atomic_write_png(run_dir / SAMPLES_NAME, preview)
+    wandb_run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), run_dir, job_type)
+    if wandb_run is not None and preview is not None:
+        import wandb
+
+        wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="top: clean, bottom: triggered")})
+    log.info("run directory: %s", run_dir)
+    return Run(run_dir, job_type, MetricsLog(run_dir / METRICS_NAME, wandb_run), wandb_run)
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}/{key}" if prefix else key, inner, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dict) -> Path:
+    """Write the checkpoint and ``summary.json``, mirror both to W&B, close the W&B run."""
+    mean, std = cfg.model.mean_std()
+    metadata = classifier_metadata(
+        cfg.model.architecture,
+        cfg.model.num_classes,
+        classes,
+        cfg.dataset.image_size,
+        mean,
+        std,
+        pretrained=cfg.model.pretrained,
+        job_type=run.job_type,
+        seed=cfg.seed,
+    )
+    checkpoint = save_checkpoint(run.run_dir / CHECKPOINT_NAME, model, metadata)
+    full = {
+        **summary,
+        "checkpoint": CHECKPOINT_NAME,
+        "architecture": cfg.model.architecture,
+        "seconds": round(time.time() - run.started, 1),
+        "wandb_run_path": wandb_run_path(run.wandb_run),
+    }
+    atomic_write_json(run.run_dir / SUMMARY_NAME, full)
+    if run.wandb_run is not None:
+        run.wandb_run.summary.update(_flatten("", summary, {}))
+        log_model_artifact(run.wandb_run, checkpoint, metadata)
+        run.wandb_run.finish()
+    return checkpoint

@@ -1,0 +1,128 @@
+"""Setting a run up: process group, seeds, device, DataLoaders, and the model with its optimiser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from models.classifier_factory import build_classifier
+from training.compute import Compute
+from training.loop import Trainable
+from training.optim import build_lr_scheduler, build_optimizer
+from utils import distributed
+from utils.distributed import ShardSampler
+from utils.errors import UserError
+from utils.seeding import seed_everything, seed_worker
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    sampler=None,
+    device: torch.device | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader whose shuffling and worker RNGs follow ``seed``."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=device is not None and device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=drop_last,
+    )
+
+
+@dataclass
+class TrainingSetup:
+    """Seeded RNGs, the compute device, the process group, and DataLoaders built the same way for every dataset.
+
+    Under torchrun each process gets ``training.batch_size / world_size`` images per step (the config's batch
+    size stays the global one), a ``DistributedSampler`` for training and a padding-free shard of the test sets.
+    """
+
+    cfg: object
+    compute: Compute
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def batch_size(self) -> int:
+        return self.cfg.training.batch_size // self.world_size
+
+    def train_loader(self, dataset) -> DataLoader:
+        sampler = None
+        if self.world_size > 1:
+            sampler = DistributedSampler(dataset, self.world_size, self.rank, shuffle=True, seed=self.cfg.seed)
+        per_process = len(sampler) if sampler is not None else len(dataset)
+        return make_loader(
+            dataset,
+            self.batch_size,
+            self.cfg.training.dataloader_num_workers,
+            shuffle=True,
+            seed=self.cfg.seed + self.rank,  # worker RNGs (random poisoning, augmentations) differ per process
+            sampler=sampler,
+            device=self.compute.device,
+            # a last batch of one image breaks BatchNorm in training mode; drop the partial batch when there
+            # is at least one full one (every image is still seen across epochs, as the shuffle changes)
+            drop_last=per_process >= self.batch_size,
+        )
+
+    def test_loader(self, dataset) -> DataLoader:
+        shard = ShardSampler(len(dataset), self.rank, self.world_size) if self.world_size > 1 else None
+        return make_loader(
+            dataset,
+            self.batch_size,
+            self.cfg.training.dataloader_num_workers,
+            shuffle=False,
+            seed=self.cfg.seed,
+            sampler=shard,
+            device=self.compute.device,
+        )
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model on its device (DistributedDataParallel across processes), compiled if configured."""
+        model = self.compute.prepare(model)
+        if self.world_size > 1:
+            device_ids = [self.compute.device.index] if self.compute.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids)
+        if self.cfg.training.compile and self.compute.device.type == "cuda":
+            model = torch.compile(model)
+        return model
+
+
+def training_setup(cfg) -> TrainingSetup:
+    compute = Compute.from_section(cfg.training)
+    distributed.init_from_environment(use_cuda=compute.device.type == "cuda")
+    world_size = distributed.world_size()
+    if cfg.training.batch_size % world_size:
+        raise UserError(
+            f"training.batch_size: {cfg.training.batch_size} (the global batch) does not split evenly over "
+            f"{world_size} processes"
+        )
+    # Per-process seeds: augmentations and random poisoning differ between processes even without loader
+    # workers; the weights still start equal, as DistributedDataParallel copies rank 0's on wrapping.
+    seed_everything(cfg.seed + distributed.rank())
+    return TrainingSetup(cfg, compute, distributed.rank(), world_size)
+
+
+def build_trainable(cfg, setup: TrainingSetup) -> Trainable:
+    """The configured classifier on its device(s), with its optimiser, learning-rate scheduler and loss scaler."""
+    mean, std = cfg.model.mean_std()
+    model = build_classifier(cfg.model.architecture, cfg.model.num_classes, cfg.model.pretrained, mean, std)
+    model = setup.wrap(model)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
+    return Trainable(model, optimizer, scheduler, setup.compute, setup.compute.grad_scaler())

@@ -1,0 +1,135 @@
+"""One process's share of the variation step: plan, load the backend, guard the folder, generate, manifest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from datasets.build import attack_from, build_poisoning, poisoned_indices
+from datasets.image_folder import scan_image_folder
+from datasets.poisoned_image_folder import PoisonedImageFolder
+from utils import distributed
+from utils.errors import UserError, first_line
+from utils.image_grid import image_grid
+from utils.seeding import seed_everything
+from utils.tracking import start_wandb
+from variations.backends import build_backend
+from variations.generator import GenerationJob, GenerationStats, generate
+from variations.manifest import manifest_records, merge_parts, write_part
+from variations.output_folder import prepare_output_folder, sources_fingerprint, sources_folder
+from variations.output_plan import OutputLayout, plan_outputs
+from variations.sharding import combine, parse_shard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line choices that decide how the work is split, not what it produces."""
+
+    shard: str | None = None  # "i/n": do only the i-th of n disjoint parts
+    overwrite: bool = False  # replace a folder made with another config
+
+
+def _prepare_folder_once(cfg, classes, generation: dict, overwrite: bool, alone: bool) -> str:
+    """One process checks and prepares the folder; every process learns the outcome."""
+    outcome = None
+    if distributed.is_main_process():
+        try:
+            outcome = ("ok", prepare_output_folder(cfg, classes, generation, overwrite, alone))
+        except UserError as err:
+            outcome = ("error", str(err))
+        except Exception as err:
+            distributed.broadcast_from_main(("error", f"the main process failed: {first_line(err)}"))
+            raise
+    outcome = distributed.broadcast_from_main(outcome)
+    if outcome[0] == "error":
+        raise UserError(outcome[1])
+    return outcome[1]
+
+
+def run_variations(cfg, options: RunOptions = RunOptions()) -> dict:
+    """Generate this process's part of the variations folder ``cfg`` describes; returns its summary."""
+    shard = parse_shard(options.shard)
+    if options.overwrite and shard[1] > 1:
+        raise UserError(
+            "--overwrite with --shard: parallel jobs would delete each other's work; run one job with "
+            "--overwrite (and without --shard) first, or clear the folder yourself"
+        )
+    device = distributed.resolve_device(cfg.device)
+    distributed.init_from_environment(use_cuda=device.type == "cuda")
+    part = combine(shard, distributed.rank(), distributed.world_size())
+    seed_everything(cfg.seed)
+
+    index = scan_image_folder(cfg.dataset.root)
+    poisoning = build_poisoning(cfg.backdoor, attack_from(cfg.backdoor), index.labels, cfg.seed, single_pass=True)
+    target_idx = cfg.backdoor.target_idx if cfg.backdoor else 0
+    plan = plan_outputs(index.samples, index.classes, poisoning.fixed_mask if poisoning else None, target_idx)
+    # The model loads before the output folder is touched: a bad diffusion.model leaves nothing behind.
+    backend = build_backend(cfg.diffusion, device, cfg.dataset.batch_size)
+    generation = {"sources_sha256": sources_fingerprint(index.root, index.samples), **backend.numerics}
+    state = _prepare_folder_once(cfg, index.classes, generation, options.overwrite, part.count == 1)
+    mine = part.select(plan)
+    log.info(
+        "%s: %d source images (%d poisoned) → %s; this process (%s): %d images, %s",
+        cfg.dataset.name,
+        len(plan),
+        len(poisoned_indices(poisoning)),
+        cfg.output_folder,
+        part.tag,
+        len(mine),
+        state,
+    )
+
+    folder = cfg.output_folder
+    copies = sources_folder(folder) if cfg.save_source_copies else None
+    layout = OutputLayout(folder, index.classes, cfg.diffusion.num_variations, copies)
+    job = GenerationJob(
+        items=mine,
+        layout=layout,
+        seed=cfg.seed,
+        color_transfer=cfg.diffusion.color_transfer,
+        batch_size=cfg.dataset.batch_size,
+        num_workers=cfg.dataset.num_workers,
+        show_progress=distributed.is_main_process(),
+    )
+    dataset = PoisonedImageFolder(index.samples, cfg.dataset.image_size, poisoning, output="uint8")
+    stats = generate(backend, dataset, job)
+    write_part(folder, part, manifest_records(mine, layout, cfg.seed))
+    # No barrier: processes may finish far apart (a resumed shard has more left than the others); each tries
+    # to merge and the last one to finish succeeds.
+    merged = merge_parts(folder, part.count)
+    summary = {"part": part.tag, **stats.as_dict()}
+    if distributed.is_main_process():
+        _report(part.tag, stats, merged)
+        log_to_wandb(cfg, summary, stats)
+    return summary
+
+
+def _report(tag: str, stats: GenerationStats, merged: bool) -> None:
+    memory = f", peak GPU memory {stats.peak_gpu_memory_gib} GiB" if stats.peak_gpu_memory_gib else ""
+    log.info(
+        "%s: wrote %d, skipped %d source images in %.1f s (%.2f images/s)%s; manifest %s",
+        tag,
+        stats.written,
+        stats.skipped,
+        stats.seconds,
+        stats.images_per_second,
+        memory,
+        "merged" if merged else "merged by the last part to finish",
+    )
+
+
+def log_to_wandb(cfg, summary: dict, stats: GenerationStats) -> None:
+    # beside the output folder, which must stay a clean ImageFolder (a wandb/ folder would become a class)
+    logs = cfg.output_folder.with_name(cfg.output_folder.name + "_wandb")
+    run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), logs, "variations")
+    if run is None:
+        return
+    import wandb
+
+    if stats.previews:
+        grid = image_grid([[source for source, _ in stats.previews], [variation for _, variation in stats.previews]])
+        run.log({"samples/source_vs_variation": wandb.Image(grid, caption="top: source, bottom: variation")})
+    run.summary.update(summary)
+    run.finish()
