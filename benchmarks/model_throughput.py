@@ -55,9 +55,16 @@ def main() -> None:
         grid = [("none", False, False)]
     for precision, channels_last, compiled in grid:
         rate = step_rate(args, device, precision, channels_last, compiled)
-        row = {"device": str(device), "architecture": args.architecture, "image_size": args.image_size,
-               "batch_size": args.batch_size, "precision": precision, "channels_last": channels_last,
-               "compile": compiled, "train_images_per_s": round(rate, 1)}  # fmt: skip
+        row = {
+            "device": str(device),
+            "architecture": args.architecture,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "precision": precision,
+            "channels_last": channels_last,
+            "compile": compiled,
+            "train_images_per_s": round(rate, 1),
+        }
         print(json.dumps(row), flush=True)
 
 

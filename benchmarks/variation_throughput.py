@@ -71,12 +71,19 @@ def run_one(args, model_dir: Path, device, batch_size: int, scheduler: str | Non
         backend.seconds = 0.0
         stats = generate(backend, dataset, job(plan, Path(out) / "run"))
     return {
-        "device": str(device), "size": args.size, "batch_size": batch_size, "scheduler": scheduler or "default",
-        "steps": steps, "compile": compiled, "images": stats.written, "images_per_s": round(stats.images_per_second, 2),
-        "model_share": round(backend.seconds / stats.seconds, 3), "load_seconds": round(load_seconds, 1),
+        "device": str(device),
+        "size": args.size,
+        "batch_size": batch_size,
+        "scheduler": scheduler or "default",
+        "steps": steps,
+        "compile": compiled,
+        "images": stats.written,
+        "images_per_s": round(stats.images_per_second, 2),
+        "model_share": round(backend.seconds / stats.seconds, 3),
+        "load_seconds": round(load_seconds, 1),
         "peak_gpu_memory_gib": stats.peak_gpu_memory_gib,
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

@@ -92,14 +92,21 @@ def main() -> None:
     backend, backend_overrides = choose_backend()
     variations = out / "variations"
     run(
-        "generate_variations.py", CONFIGS / "variations.yaml",
-        f"dataset.root={args.data}/train", f"output_folder={variations}", *backend_overrides,
-    )  # fmt: skip
+        "generate_variations.py",
+        CONFIGS / "variations.yaml",
+        f"dataset.root={args.data}/train",
+        f"output_folder={variations}",
+        *backend_overrides,
+    )
     student = [f"distillation.teacher_model={teacher_dir}", *epochs]
     run(
-        "train_student.py", CONFIGS / "student.yaml", *data, f"dataset.root_train={variations}",
-        f"training.save_path={runs}/student", *student,
-    )  # fmt: skip
+        "train_student.py",
+        CONFIGS / "student.yaml",
+        *data,
+        f"dataset.root_train={variations}",
+        f"training.save_path={runs}/student",
+        *student,
+    )
     run("train_student.py", CONFIGS / "student_clean.yaml", *data, f"training.save_path={runs}/student_clean", *student)
 
     summaries = {

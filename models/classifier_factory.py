@@ -60,14 +60,18 @@ def torchvision_classifiers() -> list[str]:
     return tv_models.list_models(module=tv_models)
 
 
+def library_has(library: str, name: str) -> bool:
+    """Whether ``library`` (torchvision or timm) can build a classification model called ``name``."""
+    return timm.is_model(name) if library == "timm" else name in torchvision_classifiers()
+
+
 def resolve_architecture(architecture: str) -> ModelSpec:
     """Map a config's ``model.architecture`` to a library and model name; ``ValueError`` if unknown."""
     text = architecture.strip()
     for prefix in ("timm/", "timm:", "torchvision/", "torchvision:"):
         if text.startswith(prefix):
             library, name = prefix[:-1], text[len(prefix) :]
-            known = timm.is_model(name) if library == "timm" else name in torchvision_classifiers()
-            if not known:
+            if not library_has(library, name):
                 raise ValueError(f"'{name}' is not a {library} classification model")
             return ModelSpec(library, name)
     if text in torchvision_classifiers():
@@ -76,7 +80,10 @@ def resolve_architecture(architecture: str) -> ModelSpec:
         return ModelSpec("timm", text)
     short = text.lower().replace("-", "").replace("_", "").replace(" ", "")
     if short in REFERENCE_ALIASES:
-        return ModelSpec(*REFERENCE_ALIASES[short])
+        library, name = REFERENCE_ALIASES[short]
+        if not library_has(library, name):  # a stale alias must fail here, not later in the model factory
+            raise ValueError(f"the short name '{architecture}' points to {library} '{name}', which {library} lacks")
+        return ModelSpec(library, name)
     candidates = sorted({*REFERENCE_ALIASES, *torchvision_classifiers(), *timm.list_models()})
     close = difflib.get_close_matches(text, candidates, n=4)
     hint = f"did you mean {', '.join(close)}? " if close else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,13 @@ def image_data(tmp_path) -> dict[str, Path]:
         "train": make_image_folder(tmp_path / "data" / "train", per_class=6, seed=1),
         "test": make_image_folder(tmp_path / "data" / "test", per_class=4, seed=2),
     }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, so parallel test runs on one machine never share a rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_config(path: Path, data: dict) -> Path:

@@ -14,7 +14,7 @@ from datasets.build import build_experiment_data
 from datasets.image_folder import scan_image_folder
 from datasets.poison_plan import fixed_poison_indices
 from models.classifier_factory import classifier_from_checkpoint
-from tests.conftest import REPO, make_image_folder, script_env, teacher_config_dict, write_config
+from tests.conftest import REPO, free_port, make_image_folder, script_env, teacher_config_dict, write_config
 from training.compute import Compute
 from training.evaluation import BackdoorEvaluator
 from training.setup import make_loader
@@ -23,10 +23,25 @@ from utils.distributed import ShardSampler
 
 def torchrun(tmp_path, script: str, config, port: int, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-         str(REPO / script), "-c", str(config), *extra],
-        cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(port),
+            str(REPO / script),
+            "-c",
+            str(config),
+            *extra,
+        ],
+        cwd=REPO,
+        env=script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def single_process_metrics(run_dir, schema=TeacherConfig):
@@ -58,7 +73,7 @@ def data(tmp_path_factory):
 def ddp_teacher(tmp_path_factory, data):
     tmp = tmp_path_factory.mktemp("ddp_teacher")
     config = teacher_config_dict(data, tmp / "runs", training={"num_epochs": 2, "batch_size": 8, "eval_every": 1})
-    result = torchrun(tmp, "train_teacher.py", write_config(tmp / "t.yaml", config), 29621)
+    result = torchrun(tmp, "train_teacher.py", write_config(tmp / "t.yaml", config), free_port())
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp / "runs", result
 
@@ -89,7 +104,7 @@ def test_student_under_torchrun(tmp_path, ddp_teacher, data):
     config = teacher_config_dict(data, tmp_path / "students", training={"num_epochs": 1, "batch_size": 8})
     config["backdoor"]["poisoning_rate"] = 0.0
     config["distillation"] = {"teacher_model": str(teacher_dir), "temperature": 4.0}
-    result = torchrun(tmp_path, "train_student.py", write_config(tmp_path / "s.yaml", config), 29622)
+    result = torchrun(tmp_path, "train_student.py", write_config(tmp_path / "s.yaml", config), free_port())
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = list((tmp_path / "students").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -102,7 +117,7 @@ def test_student_under_torchrun(tmp_path, ddp_teacher, data):
 
 def test_uneven_global_batch_is_refused(tmp_path, data):
     config = teacher_config_dict(data, tmp_path / "runs", training={"batch_size": 7})
-    result = torchrun(tmp_path, "train_teacher.py", write_config(tmp_path / "t.yaml", config), 29623)
+    result = torchrun(tmp_path, "train_teacher.py", write_config(tmp_path / "t.yaml", config), free_port())
     assert result.returncode != 0
     assert "training.batch_size: 7 (the global batch) does not split evenly over 2 processes" in result.stderr
     assert not (tmp_path / "runs").exists()

@@ -9,6 +9,7 @@ import torchvision
 from models.checkpoint import read_metadata, save_checkpoint
 from models.classifier_factory import (
     REFERENCE_ALIASES,
+    ModelSpec,
     build_classifier,
     classifier_from_checkpoint,
     classifier_metadata,
@@ -40,8 +41,22 @@ def test_names_resolve(name, library, model_name):
 
 
 def test_every_reference_alias_resolves_to_an_existing_model():
-    for alias in REFERENCE_ALIASES:
-        resolve_architecture(alias)
+    import timm
+    import torchvision.models as tv_models
+
+    for alias, (library, name) in REFERENCE_ALIASES.items():
+        assert resolve_architecture(alias) == ModelSpec(library, name)
+        exists = timm.is_model(name) if library == "timm" else name in tv_models.list_models(module=tv_models)
+        assert exists, f"{alias} points to {library} '{name}', which does not exist"
+
+
+def test_an_alias_to_a_missing_model_is_refused(monkeypatch):
+    monkeypatch.setitem(REFERENCE_ALIASES, "resnest50", ("timm", "resnest50_no_such_variant"))
+    with pytest.raises(ValueError, match="points to timm 'resnest50_no_such_variant', which timm lacks"):
+        resolve_architecture("resnest50")
+    monkeypatch.setitem(REFERENCE_ALIASES, "resnet18", ("torchvision", "resnet18x"))
+    with pytest.raises(ValueError, match="which torchvision lacks"):
+        resolve_architecture("ResNet-18")
 
 
 def test_unknown_name_suggests_and_lists():

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from config.errors import section_models
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
-from tests.conftest import REPO, SHARED_DATA, make_image_folder, script_env
+from tests.conftest import REPO, SHARED_DATA, free_port, make_image_folder, script_env
 
 README = (REPO / "README.md").read_text()
 
@@ -74,15 +74,28 @@ def overrides(script: str, setting, teacher: Path | None) -> list[str]:
     n = next(setting["counter"])
     if script == "generate_variations.py":
         return [
-            f"dataset.root={data['train']}", f"output_folder={tmp / f'variations_{n}'}", "dataset.image_size=32",
-            "dataset.batch_size=4", "dataset.num_workers=0", f"diffusion.model={setting['model']}",
-            "diffusion.height=32", "diffusion.width=32", "diffusion.inference_steps=2",
-        ]  # fmt: skip
+            f"dataset.root={data['train']}",
+            f"output_folder={tmp / f'variations_{n}'}",
+            "dataset.image_size=32",
+            "dataset.batch_size=4",
+            "dataset.num_workers=0",
+            f"diffusion.model={setting['model']}",
+            "diffusion.height=32",
+            "diffusion.width=32",
+            "diffusion.inference_steps=2",
+        ]
     common = [
-        f"dataset.root_train={data['train']}", f"dataset.root_test={data['test']}", "dataset.image_size=32",
-        "model.architecture=test_resnet", "model.num_classes=3", "training.num_epochs=1", "training.batch_size=8",
-        "training.dataloader_num_workers=0", f"training.save_path={tmp / f'runs_{n}'}", "wandb.enable_logging=false",
-    ]  # fmt: skip
+        f"dataset.root_train={data['train']}",
+        f"dataset.root_test={data['test']}",
+        "dataset.image_size=32",
+        "model.architecture=test_resnet",
+        "model.num_classes=3",
+        "training.num_epochs=1",
+        "training.batch_size=8",
+        "training.dataloader_num_workers=0",
+        f"training.save_path={tmp / f'runs_{n}'}",
+        "wandb.enable_logging=false",
+    ]
     if script == "train_student.py":
         common.append(f"distillation.teacher_model={teacher}")
     return common
@@ -92,10 +105,12 @@ def to_argv(command: str) -> list[str]:
     words = shlex.split(command)
     if words[0] == "torchrun":
         words = [sys.executable, "-m", "torch.distributed.run", *words[1:]]
+        if "--rdzv_endpoint" not in words:  # a free port instead of the default 29500: parallel runs never meet
+            words[3:3] = ["--master_port", str(free_port())]
         if "--nnodes" in words:  # the two-node example, run as one node on this machine: same flags
             words[words.index("--nnodes") + 1] = "1"
             words[words.index("--nproc_per_node") + 1] = "2"
-            words[words.index("--rdzv_endpoint") + 1] = "localhost:29561"
+            words[words.index("--rdzv_endpoint") + 1] = f"localhost:{free_port()}"
     elif words[0] == "python":
         words[0] = sys.executable
     return words
@@ -142,10 +157,27 @@ def test_benchmark_commands_run(tmp_path):
 def test_demo_runs_end_to_end_in_miniature(tmp_path):
     """`make demo` is `python -m demo`; here with 1 epoch and a handful of images per class."""
     result = subprocess.run(
-        [sys.executable, "-m", "demo", "--epochs", "1", "--train-per-class", "6", "--test-per-class", "3",
-         "--data", str(tmp_path / "demo_data"), "--out", str(tmp_path / "demo_results")],
-        cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "demo",
+            "--epochs",
+            "1",
+            "--train-per-class",
+            "6",
+            "--test-per-class",
+            "3",
+            "--data",
+            str(tmp_path / "demo_data"),
+            "--out",
+            str(tmp_path / "demo_results"),
+        ],
+        cwd=REPO,
+        env=script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "demo_results"
     results = (out / "results.md").read_text()

@@ -21,7 +21,7 @@ from config.schema import TeacherConfig, VariationConfig
 from datasets.build import build_experiment_data
 from datasets.image_folder import scan_image_folder
 from datasets.poison_plan import fixed_poison_indices
-from tests.conftest import REPO, make_image_folder, script_env, variation_config_dict, write_config
+from tests.conftest import REPO, free_port, make_image_folder, script_env, variation_config_dict, write_config
 
 CLASSES = ["cat", "dog", "frog"]
 
@@ -164,10 +164,24 @@ def test_torchrun_two_processes_match_one(tmp_path, source, tiny_vd_model):
         out = tmp_path / f"out{processes}"
         config = write_config(tmp_path / f"{processes}.yaml", variation_config_dict(source, out, tiny_vd_model))
         result = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-             "--master_port", str(29510 + processes), str(REPO / "generate_variations.py"), "-c", str(config)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                str(processes),
+                "--master_port",
+                str(free_port()),
+                str(REPO / "generate_variations.py"),
+                "-c",
+                str(config),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert not list(out.glob("manifest.part-*"))
         outputs[processes] = (png_bytes(out), (out / "manifest.jsonl").read_text())
@@ -312,3 +326,51 @@ def test_changed_sources_or_numerics_are_refused(tmp_path, capsys, tiny_vd_model
     assert "sources_sha256" in capsys.readouterr().err
     assert generate(tmp_path, config, "--overwrite", "--shard", "1/2") == 2
     assert "--overwrite with --shard" in capsys.readouterr().err
+
+
+class PipelineSpy:
+    """Stands between the backend and the real diffusers pipeline, recording what each call is given."""
+
+    def __init__(self, pipe):
+        self.pipe, self.calls = pipe, []
+
+    def __call__(self, images, **kwargs):
+        seeds = [generator.initial_seed() for generator in kwargs["generator"]]
+        self.calls.append({"images": [np.array(image) for image in images], "seeds": seeds, **kwargs})
+        return self.pipe(images, **kwargs)
+
+
+def test_the_pipeline_gets_the_configured_numerics_and_one_generator_per_variation(tmp_path, source, tiny_vd_model):
+    from datasets.poisoned_image_folder import PoisonedImageFolder
+    from variations.backends import build_backend, diffusion_section
+    from variations.generator import GenerationJob, generate
+    from variations.output_plan import OutputLayout, plan_outputs, variation_seed
+
+    settings = diffusion_section(
+        model=str(tiny_vd_model),
+        inference_steps=3,
+        guidance_scale=4.5,
+        height=24,
+        width=40,
+        num_variations=2,
+        model_batch_size=4,
+        color_transfer="none",
+    )
+    backend = build_backend(settings, torch.device("cpu"), batch_size=3)
+    backend.pipe = spy = PipelineSpy(backend.pipe)
+    index = scan_image_folder(source)
+    items = plan_outputs(index.samples, index.classes, None, 0)[:3]
+    job = GenerationJob(items, OutputLayout(tmp_path / "out", index.classes, 2), 9, "none", 3, 0, False)
+    generate(backend, PoisonedImageFolder(index.samples, 16, output="uint8"), job)
+
+    (call,) = spy.calls  # three images, padded to one model batch of four
+    assert (call["num_inference_steps"], call["guidance_scale"]) == (3, 4.5)
+    assert (call["height"], call["width"], call["num_images_per_prompt"]) == (24, 40, 2)
+    assert call["output_type"] == "pt" and len(call["images"]) == 4
+    np.testing.assert_array_equal(call["images"][3], call["images"][2])  # the padding repeats the last image
+    expected = [variation_seed(9, item.index, k) for item in items for k in range(2)]
+    assert call["seeds"] == expected + expected[-2:]  # image by image, variation by variation
+    assert len(set(id(g) for g in call["generator"])) == 8  # one generator each, never shared
+    assert all(call["images"][i].dtype == np.uint8 for i in range(4))  # PIL images: rescaled once, not twice
+    out = Image.open(tmp_path / "out" / f"cat/{items[0].name}_v1.png")
+    assert out.size == (40, 24)
