@@ -9,7 +9,7 @@ import yaml
 
 from utils.errors import UserError
 
-BASE_KEY = "base"  # a config may name another file (relative to itself) whose values it extends
+BASE_KEY = "base"  # a config may name other files (relative to itself) whose values it extends, in order
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -42,14 +42,18 @@ def deep_merge(base: dict, update: dict) -> dict:
 
 
 def read_layered_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
-    """A config file merged over the chain of files its ``base:`` keys name."""
+    """A config file merged over the files its ``base:`` key names (one path, or a list merged left to right)."""
     path = Path(path)
     if path.resolve() in _seen:
         raise UserError(f"{path}: 'base' files form a cycle ({' -> '.join(str(p) for p in (*_seen, path))})")
     data = read_yaml(path)
     base = data.pop(BASE_KEY, None)
+    bases = [base] if isinstance(base, str) else base
     if base is None:
         return data
-    if not isinstance(base, str):
-        raise UserError(f"{path}: base must be the path of another config file")
-    return deep_merge(read_layered_yaml(path.parent / base, (*_seen, path.resolve())), data)
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise UserError(f"{path}: base must be the path of another config file, or a list of them")
+    merged: dict = {}
+    for name in bases:
+        merged = deep_merge(merged, read_layered_yaml(path.parent / name, (*_seen, path.resolve())))
+    return deep_merge(merged, data)

@@ -122,7 +122,7 @@ def script_of(command: str) -> str | None:
 
 def test_script_commands_run(setting):
     commands = [c for c in bash_commands() if script_of(c)]
-    assert len(commands) == 11  # 2 teacher, 3 variation, 3 student, 3 torchrun commands
+    assert len(commands) == 12  # 3 teacher, 3 variation, 3 student, 3 torchrun commands
     commands.sort(key=lambda c: script_of(c) == "train_student.py")  # students need a teacher run first
     teacher = None
     for command in commands:

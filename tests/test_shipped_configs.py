@@ -45,7 +45,8 @@ def schema_and_overrides(path, image_data, tmp_path):
     return TeacherConfig, overrides
 
 
-BASE_FILES = {"defaults/paper_common.yaml", "demo/common.yaml"}  # shared settings, extended with `base:`
+# shared settings, extended with `base:`
+BASE_FILES = {"defaults/paper_common.yaml", "demo/common.yaml", "paper/reference_numerics.yaml"}
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)
@@ -85,3 +86,32 @@ def test_base_layering_and_cycles(tmp_path):
     write_config(tmp_path / "d.yaml", {"base": "c.yaml"})
     with pytest.raises(UserError, match="cycle"):
         read_layered_yaml(tmp_path / "c.yaml")
+
+
+def test_base_may_list_several_files_merged_in_order(tmp_path):
+    write_config(tmp_path / "a.yaml", {"seed": 1, "training": {"num_epochs": 5, "batch_size": 4}})
+    write_config(tmp_path / "n.yaml", {"training": {"batch_size": 16, "mixed_precision": "none"}})
+    write_config(tmp_path / "e.yaml", {"base": ["a.yaml", "n.yaml"], "seed": 3})
+    merged = read_layered_yaml(tmp_path / "e.yaml")
+    assert merged == {"seed": 3, "training": {"num_epochs": 5, "batch_size": 16, "mixed_precision": "none"}}
+    write_config(tmp_path / "f.yaml", {"base": ["a.yaml", 3]})
+    with pytest.raises(UserError, match="or a list of them"):
+        read_layered_yaml(tmp_path / "f.yaml")
+
+
+@pytest.mark.parametrize("name", ["teacher_badnets", "teacher_blended", "student"])
+def test_paper_configs_differ_from_the_defaults_only_in_the_reference_numerics(name, image_data, tmp_path):
+    schema, overrides = schema_and_overrides(CONFIGS / "defaults" / f"{name}.yaml", image_data, tmp_path)
+    ours = load_config(schema, CONFIGS / "defaults" / f"{name}.yaml", overrides).to_dict()
+    paper = load_config(schema, CONFIGS / "paper" / f"{name}.yaml", overrides).to_dict()
+    assert paper["model"]["normalization"] == "none" and ours["model"]["normalization"] == "imagenet"
+    assert paper["training"]["mixed_precision"] == "none" and ours["training"]["mixed_precision"] == "bf16"
+    assert not paper["training"]["channels_last"]
+    if name == "student":
+        assert paper["distillation"]["ce_on_scaled_logits"] and not ours["distillation"]["ce_on_scaled_logits"]
+    for key in ("model", "training", "distillation"):
+        for section in (ours, paper):
+            section.get(key, {}).pop("normalization", None)
+            for numeric in ("mixed_precision", "channels_last", "ce_on_scaled_logits"):
+                section.get(key, {}).pop(numeric, None)
+    assert paper == ours  # nothing else differs
