@@ -47,7 +47,6 @@ class DiffusersSection(GenerationSection):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: float16 on CUDA, float32 on CPU
     scheduler: str | None = None  # diffusers scheduler class, e.g. DPMSolverMultistepScheduler; None: model's own
     inference_steps: int = Field(50, gt=0)  # denoising steps
-    guidance_scale: float = Field(7.5, ge=0.0)  # classifier-free guidance; ≤ 1: off
     compile: bool = False  # torch.compile the denoiser (CUDA)
 
     @field_validator("scheduler")
@@ -59,6 +58,12 @@ class DiffusersSection(GenerationSection):
 
             find_class(diffusers, value, SchedulerMixin, "diffusers scheduler")
         return value
+
+
+class GuidedSection(DiffusersSection):
+    """``diffusion`` keys of conditional diffusers backends."""
+
+    guidance_scale: float = Field(7.5, ge=0.0)  # classifier-free guidance; ≤ 1: off
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from typing import Literal
 import torch
 from PIL import Image
 
-from variations.backends.base import DiffusersSection, SourceBatch, default_model_batch_size
+from variations.backends.base import GuidedSection, SourceBatch, default_model_batch_size
 from variations.backends.diffusers_pipeline import generators, load_pipeline, resolve_dtype, use_sdpa
 
 log = logging.getLogger(__name__)
 
 
-class VersatileDiffusionSection(DiffusersSection):
+class VersatileDiffusionSection(GuidedSection):
     backend: Literal["versatile_diffusion"] = "versatile_diffusion"
     model: str = "shi-labs/versatile-diffusion"
     guidance_scale: float = 7.5  # against the embedding of a blank image; ≤ 1: off
