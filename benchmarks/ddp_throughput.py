@@ -30,20 +30,8 @@ def subset(source: Path, target: Path, per_class: int) -> None:
 
 def measure(processes: int, config: Path, workdir: Path, port: int) -> float:
     runs = workdir / f"runs_{processes}"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(processes),
-        "--master_port",
-        str(port),
-        str(REPO / "train_teacher.py"),
-        "-c",
-        str(config),
-        "--set",
-        f"training.save_path={runs}",
-    ]
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={port}"]
+    command = [*launcher, str(REPO / "train_teacher.py"), "-c", str(config), "--set", f"training.save_path={runs}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": str(max(1, os.cpu_count() // processes))}
     subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
     (run_dir,) = runs.iterdir()

@@ -154,3 +154,17 @@ def test_atomic_files_are_readable_by_others(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o666 & ~mask
+
+
+def test_schema_validates_without_folders_and_disk_checks_come_after(tmp_path):
+    """Validation needs no data; the checks against the disk are a separate step that names the key."""
+    from config.data_checks import check_data
+
+    config = {
+        "dataset": {"root_train": str(tmp_path / "nowhere/train"), "root_test": str(tmp_path / "nowhere/test")},
+        "backdoor": {"target_idx": 7, "PatchBackdoor": {}},
+    }
+    teacher = TeacherConfig.model_validate(config)  # no folder exists, target_idx unchecked yet
+    assert teacher.model.num_classes is None
+    with pytest.raises(UserError, match=r"dataset\.root_train: folder not found: .*nowhere/train"):
+        check_data(teacher)

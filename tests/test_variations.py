@@ -163,19 +163,9 @@ def test_torchrun_two_processes_match_one(tmp_path, source, tiny_vd_model):
     for processes in (1, 2):
         out = tmp_path / f"out{processes}"
         config = write_config(tmp_path / f"{processes}.yaml", variation_config_dict(source, out, tiny_vd_model))
+        launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}"]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node",
-                str(processes),
-                "--master_port",
-                str(free_port()),
-                str(REPO / "generate_variations.py"),
-                "-c",
-                str(config),
-            ],
+            [*launcher, f"--master_port={free_port()}", str(REPO / "generate_variations.py"), "-c", str(config)],
             cwd=REPO,
             env=env,
             capture_output=True,
