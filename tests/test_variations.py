@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -219,6 +220,43 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, source, t
     assert generate(tmp_path, fresh, name="fresh.yaml") == 0
     assert png_bytes(out) == png_bytes(tmp_path / "fresh")
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 12
+
+
+def holder_pid(out: Path) -> int | None:
+    """The pid a part lock of ``out`` names, once its holder has written it."""
+    for lock in out.glob(".lock-part-*"):
+        try:
+            return json.loads(lock.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
+
+
+def test_a_second_generator_on_a_busy_folder_is_refused_and_the_first_finishes(tmp_path, capsys, source, tiny_vd_model):
+    """Two real processes. The first is frozen (SIGSTOP) once it holds the folder, before its model has even
+    loaded, so the second meets it mid-run however slow the machine is."""
+    config = variation_config_dict(source, tmp_path / "out", tiny_vd_model)
+    path = write_config(tmp_path / "cfg.yaml", config)
+    command = [sys.executable, str(REPO / "generate_variations.py"), "-c", str(path)]
+    first = subprocess.Popen(
+        command, cwd=REPO, env=script_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    out = tmp_path / "out"
+    deadline = time.time() + 300
+    while holder_pid(out) is None and time.time() < deadline and first.poll() is None:
+        time.sleep(0.01)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        assert first.poll() is None and holder_pid(out) == first.pid
+        files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert generate(tmp_path, config) == 2
+        (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert f"output_folder: {out}: in use by pid {first.pid} on host {socket.gethostname()}" in error
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files  # the second run touched nothing
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
+    assert len(png_bytes(out)) == 12 and not [p for p in out.rglob("*") if ".tmp-" in p.name or ".lock" in p.name]
 
 
 def test_other_config_is_refused_unless_overwrite(tmp_path, capsys, source, tiny_vd_model):
