@@ -50,9 +50,9 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _schedule_runs(self):
-        try:
+        try:  # with the configured optimizer this time (the section checks used a stand-in)
             check_schedule(self.optimizer, self.lr_scheduler, self.training.num_epochs)
-        except ValueError as err:
+        except (TypeError, ValueError, KeyError) as err:
             raise ValueError(f"lr_scheduler: {err}") from err
         return self
 

@@ -163,8 +163,8 @@ def check_image_header(path: str) -> None:
         with open(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise UserError(f"cannot read image {path}: not a regular file")
-            with Image.open(handle) as image:  # also PIL's decompression-bomb check of the size
-                image.size  # noqa: B018 (parsed with the header)
+            with Image.open(handle):  # parses the header, and PIL checks the size against its bomb limit
+                pass
     except UserError:
         raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:

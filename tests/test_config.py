@@ -42,7 +42,7 @@ CASES = [
     ("wandb.args={projet: x}", "wandb.args: unknown wandb.init argument(s) projet"),
     ("training.device=gpu", "training.device: 'gpu' is not a device"),
     # ranges that libraries leave open (NaN passes their comparisons) or that fail after a wasted epoch
-    ("optimizer.Adam.lr=.nan", "optimizer: Adam.lr: nan is not a finite number"),
+    ("optimizer={SGD: {lr: .nan}}", "optimizer: SGD.lr: nan is not a finite number"),  # SGD checks lr < 0 only
     ("optimizer.Adam.lr=.inf", "optimizer: Adam.lr: inf is not a finite number"),
     ("optimizer.Adam.lr=1.0e+30", "optimizer: lr 1e+30 is outside (0, 10.0]"),
     ("seed=-1", "seed: Input should be greater than or equal to 0"),

@@ -69,26 +69,38 @@ def one_error_line(err: str) -> str:
 # 1. Symlinks ---------------------------------------------------------------------------------------------------
 
 
-def test_a_link_back_to_the_data_root_is_refused_by_name(tmp_path):
-    root = make_image_folder(tmp_path / "train", per_class=2)
+def link_to_root(root: Path, outside: Path) -> None:
     (root / "dog" / "loop").symlink_to("..")
-    with pytest.raises(UserError, match=r"dog/loop: .*data root"):
-        scan_image_folder(root)
 
 
-def test_a_link_into_another_class_folder_is_refused(tmp_path):
-    root = make_image_folder(tmp_path / "train", per_class=2)
+def link_to_other_class(root: Path, outside: Path) -> None:
     (root / "dog" / "cats").symlink_to(root / "cat", target_is_directory=True)
-    with pytest.raises(UserError, match=r"dog/cats: .*class folder 'cat'"):
-        scan_image_folder(root)
 
 
-def test_a_link_looping_outside_the_data_is_refused(tmp_path):
-    root = make_image_folder(tmp_path / "train", per_class=2)
-    outside = make_image_folder(tmp_path / "outside", classes=("more",), per_class=2)
+def loop_outside_the_data(root: Path, outside: Path) -> None:
     (outside / "more" / "again").symlink_to(outside / "more", target_is_directory=True)
     (root / "dog" / "more").symlink_to(outside / "more", target_is_directory=True)
-    with pytest.raises(UserError, match=r"more/again: .*loop"):
+
+
+def same_folder_twice(root: Path, outside: Path) -> None:
+    (root / "dog" / "more").symlink_to(outside / "more", target_is_directory=True)
+    (root / "frog" / "more").symlink_to(outside / "more", target_is_directory=True)
+
+
+BAD_LINKS = {
+    "back_to_the_root": (link_to_root, r"dog/loop: a link back to the data root"),  # the case
+    "into_another_class": (link_to_other_class, r"dog/cats: a link into class folder 'cat'"),
+    "loop_outside_the_data": (loop_outside_the_data, r"more/again: a link that forms a loop"),
+    "one_folder_for_two_classes": (same_folder_twice, r"frog/more: a link to .*also scanned as .*dog/more"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LINKS, ids=list(BAD_LINKS))
+def test_links_that_relabel_or_repeat_images_are_refused_by_name(tmp_path, case):
+    make_link, message = BAD_LINKS[case]
+    root = make_image_folder(tmp_path / "train", per_class=2)
+    make_link(root, make_image_folder(tmp_path / "outside", classes=("more",), per_class=2))
+    with pytest.raises(UserError, match=message):
         scan_image_folder(root)
 
 
