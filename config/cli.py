@@ -12,7 +12,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.loading import load_checked_config
 from utils import distributed
-from utils.errors import TrainingError, UserError
+from utils.errors import TrainingError, UserError, describe_os_error, is_environment_error
 
 NOISY_LOGGERS = ("diffusers", "transformers", "accelerate", "timm", "PIL", "urllib3", "huggingface_hub")
 
@@ -71,6 +71,11 @@ def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: li
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # files and disks (permissions, a file in the way, disk full); other errors are bugs
+        if not is_environment_error(err):
+            raise
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
     finally:
         distributed.shutdown()
     return 0

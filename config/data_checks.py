@@ -1,4 +1,5 @@
-"""Checks of a validated config against the disk: folders, class folders, class count, target index, teacher.
+"""Checks of a validated config against the disk: folders, class folders, class count, target index, teacher,
+and that the output folders can be written.
 
 They run after schema validation (``config.loading``), just before a script starts its work, and fill in
 what only the data can tell (``model.num_classes``). Errors name the key, as schema errors do.
@@ -6,12 +7,14 @@ what only the data can tell (``model.num_classes``). Errors name the key, as sch
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from config.schema import VariationConfig
 from datasets.image_folder import list_class_folders
 from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
 from utils.errors import UserError
+from variations.output_folder import sources_folder
 
 
 def _class_folders(root: Path, key: str) -> list[str]:
@@ -21,6 +24,19 @@ def _class_folders(root: Path, key: str) -> list[str]:
         return list_class_folders(root)
     except UserError as err:
         raise UserError(f"{key}: {err}") from err
+
+
+def _writable_folder(path: Path, key: str) -> None:
+    """``path`` is a folder this process can write in, or can be created as one (checked, nothing created)."""
+    existing = Path(path)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == Path(path) else f", so {path} cannot be created"
+        raise UserError(f"{key}: {existing} is a file, not a folder{where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        action = "write in" if existing == Path(path) else f"create {path} in"
+        raise UserError(f"{key}: permission denied: this user cannot {action} {existing}")
 
 
 def _target_in_range(backdoor, classes: list[str], key: str) -> None:
@@ -49,6 +65,7 @@ def check_training_data(cfg) -> None:
             f"model.num_classes: {cfg.model.num_classes}, but dataset.root_train has {len(train_classes)} class folders"
         )
     _target_in_range(cfg.backdoor, train_classes, "dataset.root_train")
+    _writable_folder(cfg.training.save_path, "training.save_path")
     distillation = getattr(cfg, "distillation", None)
     if distillation is not None and not looks_like_teacher_reference(distillation.teacher_model):
         raise UserError(
@@ -61,6 +78,9 @@ def check_variation_data(cfg) -> None:
     """Variation configs: the source folder and the target index."""
     classes = _class_folders(cfg.dataset.root, "dataset.root")
     _target_in_range(cfg.backdoor, classes, "dataset.root")
+    _writable_folder(cfg.output_folder, "output_folder")
+    if cfg.save_source_copies:
+        _writable_folder(sources_folder(cfg.output_folder), "save_source_copies")
 
 
 def check_data(cfg) -> None:

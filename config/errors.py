@@ -32,15 +32,16 @@ def _walk(schema: type[BaseModel], loc: tuple) -> tuple[type[BaseModel], list[st
         part = parts.pop(0)
         path.append(str(part))
         field = model.model_fields.get(part) if isinstance(part, str) else None
+        members = dict(_members(field.annotation)) if field else {}
+        if parts and parts[0] in members:  # a tagged union names its member in the location: skip the tag
+            member = members[parts.pop(0)]
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                model = member
+                continue
         models = section_models(field.annotation) if field else []
         if not models:
             path += [str(p) for p in parts]
             break
-        if len(models) > 1 and parts:
-            tagged = dict(models)
-            if parts[0] in tagged:  # a tagged union names its member in the location: skip the tag
-                model = tagged[parts.pop(0)]
-                continue
         model = models[0][1]
     return model, path
 

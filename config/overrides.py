@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import yaml
-
+from config.yaml_files import parse_yaml
 from utils.errors import UserError
 
 
 def apply_override(data: dict, assignment: str) -> None:
-    """Set ``a.b.c=value`` in ``data``; the value is parsed as YAML (``5`` → int, ``[1, 2]`` → list)."""
+    """Set ``a.b.c=value`` in ``data``; the value is parsed as in config files (``5`` → int, ``1e-4`` → float,
+    ``[1, 2]`` → list)."""
     key_path, sep, raw = assignment.partition("=")
     keys = key_path.strip().split(".")
     if not sep or not all(keys):
         raise UserError(f"--set {assignment!r}: expected key.path=value, e.g. training.num_epochs=5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise UserError(f"--set {assignment!r}: the value is not valid YAML: {err}") from err
+    value = parse_yaml(raw, f"--set {assignment!r}") if raw.strip() else None
     node = data
     for depth, key in enumerate(keys[:-1]):
         child = node.get(key)

@@ -15,16 +15,19 @@ from pydantic import Field, model_validator
 from datasets.sections import BackdoorSection, TrainDatasetSection, TransformationsSpec, VariationDatasetSection
 from datasets.transforms import transformed_size
 from models.sections import ModelSection
+from training.optim import check_schedule
 from training.sections import Device, DistillationSection, OptimizerSpec, SchedulerSpec, TrainingSection
 from utils.section import Section
 from utils.tracking import WandbSection
 from variations.backends import DiffusionSection, diffusion_section
 
+SEED_LIMIT = 2**32  # NumPy's RandomState (the poison plan) takes seeds in [0, 2**32)
+
 
 class TrainConfig(Section):
     """Shared by ``train_teacher.py`` and ``train_student.py``."""
 
-    seed: int = 42  # seeds Python, NumPy, torch and the poison plan
+    seed: int = Field(42, ge=0, lt=SEED_LIMIT)  # seeds Python, NumPy, torch and the poison plan
     model: ModelSection = Field(default_factory=ModelSection)
     dataset: TrainDatasetSection
     backdoor: BackdoorSection | None = None  # the attack: poisons the training data and makes the ASR test set
@@ -43,6 +46,14 @@ class TrainConfig(Section):
             if not self.backdoor.poison_first:
                 self.backdoor.fit_to_size(transformed, "output of transformations, poison_first: false")
             self.backdoor.fit_to_size(size, "dataset.image_size")  # test images are not transformed
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_runs(self):
+        try:  # with the configured optimizer this time (the section checks used a stand-in)
+            check_schedule(self.optimizer, self.lr_scheduler, self.training.num_epochs)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"lr_scheduler: {err}") from err
         return self
 
 
@@ -68,7 +79,7 @@ class StudentConfig(TrainConfig):
 class VariationConfig(Section):
     """``generate_variations.py``."""
 
-    seed: int = 42  # same seed and backdoor block as the teacher → same poisoned samples
+    seed: int = Field(42, ge=0, lt=SEED_LIMIT)  # same seed and backdoor block as the teacher → same poisoned samples
     output_folder: Path  # becomes an ImageFolder: <output_folder>/<class>/<file>.png
     dataset: VariationDatasetSection
     backdoor: BackdoorSection | None = None  # None or poisoning_rate 0: the folder is used as it is

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from backdoor_attacks import Attack, build_attack
-from datasets.image_folder import ImageFolderIndex, scan_image_folder
+from datasets.image_folder import ImageFolderIndex, check_images, scan_image_folder
 from datasets.poison_plan import attack_targets, fixed_poison_indices, index_mask, random_poison_draw
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
 from datasets.transforms import build_transform, runs_on_uint8
+from utils import distributed
 
 
 @dataclass
@@ -73,6 +74,10 @@ def build_experiment_data(config) -> ExperimentData:
         output="uint8_chw" if uint8 else "float",
     )
     test_index = scan_image_folder(config.dataset.root_test)
+    # every process checks its share of the headers, so a bad file stops the run before anything is written
+    rank, world = distributed.rank(), distributed.world_size()
+    shares = index.samples[rank::world] + test_index.samples[rank::world]
+    check_images(shares, config.training.dataloader_num_workers, distributed.is_main_process())
     clean = PoisonedImageFolder(test_index.samples, size, output="uint8_chw")
     triggered = targets = None
     if backdoor is not None:

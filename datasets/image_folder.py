@@ -1,21 +1,33 @@
-"""Reading ImageFolder trees and decoding their images to RGB."""
+"""Reading ImageFolder trees, checking their files, and decoding images to RGB.
+
+The scan gives torchvision's ImageFolder indices (sorted classes, then sorted folders and files, links to
+folders followed as torchvision follows them), but refuses the links that would relabel or repeat images: a
+link back to the data root, into another class folder, or to a folder already scanned (loops included).
+Links to single files are followed: each is an explicit choice of one image.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 from torchvision.transforms.v2.functional import InterpolationMode, resize
+from tqdm import tqdm
 
-from utils.errors import UserError
+from utils.errors import UserError, first_line
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+PROGRESS_DELAY = 2.0  # seconds before the header check shows a progress bar (small folders stay quiet)
+PARALLEL_CHECK_MIN = 5000  # images from which the header check starts worker processes (~1 s of work)
+HEADER_BATCH = 256  # headers per worker task
 
 
 @dataclass(frozen=True)
@@ -43,16 +55,156 @@ def list_class_folders(root: str | os.PathLike) -> list[str]:
     return classes
 
 
+def _join(folder: str, name: str) -> str:
+    return os.path.join(folder, name)  # noqa: PTH118 (the very strings torchvision's os.walk builds)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class _ClassWalk:
+    """Every folder of one class with its file names, following links to folders only where they lead apart."""
+
+    def __init__(self, root: str, name: str, scanned: dict[str, tuple[str, str]]):
+        self.root, self.name = root, name
+        self.scanned = scanned  # real folder → (class, path it was reached by), across all classes
+        self.real_root = os.path.realpath(root)
+        self.top = _join(root, name)
+
+    def _claim(self, path: str, real: str, above: tuple[str, ...], is_link: bool) -> None:
+        """Record that ``path`` (real path ``real``) is scanned, unless that would relabel or repeat images."""
+        why = None
+        if _inside(self.real_root, real):
+            why = f"a link back to the data root {self.root}: all its images would be labelled '{self.name}' again"
+        elif _inside(real, self.real_root) and not _inside(real, _join(self.real_root, self.name)):
+            other = Path(os.path.relpath(real, self.real_root)).parts[0]
+            why = f"a link into class folder '{other}': its images would also be labelled '{self.name}'"
+        elif real in above:
+            why = f"a link that forms a loop (back to {real})"
+        elif real in self.scanned:
+            earlier_class, earlier = self.scanned[real]
+            if not is_link:  # a real folder met after a link reached it first: the link is the culprit
+                path, earlier = earlier, path
+            why = f"a link to {real}, also scanned as {earlier} (class '{earlier_class}'): its images would count twice"
+        if why is not None:
+            raise UserError(f"{path}: {why}; remove the link (links to single image files are fine)")
+        self.scanned[real] = (self.name, path)
+
+    def run(self) -> list[tuple[str, list[str]]]:
+        """(folder, file names) pairs, sorted by folder as torchvision's ``sorted(os.walk(...))``."""
+        real_top = os.path.realpath(self.top)
+        self._claim(self.top, real_top, (), is_link=real_top != _join(self.real_root, self.name))
+        folders, stack = [], [(self.top, real_top, ())]
+        while stack:
+            folder, real, above = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except OSError as err:  # os.walk would skip the folder silently, and its images with it
+                raise UserError(f"{folder}: cannot list the folder ({err.strerror or err})") from err
+            files = []
+            for entry in entries:
+                if not entry.is_dir():  # follows links, as os.walk does: links to files count as files
+                    files.append(entry.name)
+                    continue
+                link = entry.is_symlink()
+                real_sub = os.path.realpath(entry.path) if link else _join(real, entry.name)
+                self._claim(entry.path, real_sub, (*above, real), link)
+                stack.append((entry.path, real_sub, (*above, real)))
+            folders.append((folder, files))
+        return sorted(folders)
+
+
 def scan_image_folder(root: str | os.PathLike) -> ImageFolderIndex:
-    """Index an ImageFolder tree. Using torchvision's own scanner keeps indices identical to the reference."""
+    """Index an ImageFolder tree with torchvision's indices (the reference's), refusing links that relabel."""
     root = Path(root)
     classes = list_class_folders(root)
-    class_to_idx = {name: i for i, name in enumerate(classes)}
-    try:
-        samples = make_dataset(os.fspath(root), class_to_idx, extensions=IMG_EXTENSIONS)
-    except FileNotFoundError as err:
-        raise UserError(f"{root}: {err} (image files must end in {', '.join(IMG_EXTENSIONS)})") from err
+    top = os.fspath(root.expanduser())  # as torchvision's make_dataset spells the paths
+    scanned: dict[str, tuple[str, str]] = {}
+    samples, empty = [], []
+    for label, name in enumerate(classes):
+        found = [
+            (_join(folder, file), label)
+            for folder, files in _ClassWalk(top, name, scanned).run()
+            for file in sorted(files)
+            if has_file_allowed_extension(file, IMG_EXTENSIONS)
+        ]
+        samples += found
+        empty += [] if found else [name]
+    if empty:
+        raise UserError(
+            f"{root}: no image files in class folder(s) {', '.join(empty)} "
+            f"(image files must end in {', '.join(IMG_EXTENSIONS)})"
+        )
     return ImageFolderIndex(root=root, classes=classes, samples=samples)
+
+
+def image_error(path: str | os.PathLike, err: Exception) -> UserError:
+    """One line naming the file and what is wrong with it (never PIL's ``<_io.BytesIO object at 0x…>``)."""
+    if isinstance(err, Image.DecompressionBombError):
+        why = f"too large to decode safely ({first_line(err).split(', could be')[0]})"
+    elif isinstance(err, UnidentifiedImageError):
+        why = "not an image PIL can read (unknown format or damaged header)"
+        if Path(path).name.startswith("._"):
+            why += "; it is a macOS metadata file: delete those with find <root> -name '._*' -delete"
+    elif isinstance(err, FileNotFoundError) and Path(path).is_symlink():
+        why = "a link to a missing file"
+    elif isinstance(err, OSError) and err.strerror:
+        why = err.strerror
+    else:
+        why = first_line(err)
+    return UserError(f"cannot read image {path}: {why}")
+
+
+def check_image_header(path: str) -> None:
+    """Open ``path`` and parse its image header without decoding the pixels; raise a named error if that fails."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO named x.png must not block the scan
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UserError(f"cannot read image {path}: not a regular file")
+            with Image.open(handle):  # parses the header, and PIL checks the size against its bomb limit
+                pass
+    except UserError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise image_error(path, err) from err
+
+
+class _HeaderCheck(torch.utils.data.Dataset):
+    """Loader-worker view of :func:`check_image_header` (a DataLoader spreads it over processes)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, position: int) -> int:
+        check_image_header(self.paths[position])
+        return position
+
+
+def _count(batch: list[int]) -> int:
+    return len(batch)
+
+
+def check_images(samples: Iterable[tuple[str, int]], workers: int = 0, show_progress: bool = True) -> None:
+    """Check every image's header (a fast scan, not a full decode) before a run creates anything.
+
+    PIL parses headers in Python (about 0.2 ms per JPEG), so large folders are spread over ``workers``
+    processes, the loader workers the run will use anyway.
+    """
+    paths = [path for path, _ in samples]
+    workers = workers if len(paths) >= PARALLEL_CHECK_MIN else 0
+    loader = torch.utils.data.DataLoader(
+        _HeaderCheck(paths), batch_size=HEADER_BATCH, num_workers=workers, collate_fn=_count
+    )
+    with tqdm(
+        total=len(paths), desc="checking images", unit="img", delay=PROGRESS_DELAY, disable=not show_progress
+    ) as bar:
+        for checked in loader:
+            bar.update(checked)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -77,8 +229,8 @@ def read_rgb(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(Path(path).read_bytes())) as handle:
             pixels = torch.from_numpy(np.array(to_rgb(handle), dtype=np.uint8))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from err
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise image_error(path, err) from err
     if size is not None and tuple(pixels.shape[:2]) != (size, size):
         chw = resize(pixels.permute(2, 0, 1), [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
         pixels = chw.permute(1, 2, 0).contiguous()

@@ -10,6 +10,8 @@ from pydantic import AfterValidator, BaseModel, Field, create_model, model_valid
 
 from backdoor_attacks import ATTACKS
 from datasets.transforms import build_transform
+from utils.class_registry import check_finite
+from utils.limits import MAX_IMAGE_SIZE
 from utils.section import Section
 
 
@@ -17,13 +19,13 @@ class TrainDatasetSection(Section):
     name: str = "imagefolder"  # a label for logs and W&B; any ImageFolder tree works
     root_train: Path  # ImageFolder with the (possibly poisoned) training images, or the variations
     root_test: Path  # ImageFolder with the clean test images, same class folders
-    image_size: int = Field(224, ge=8)  # images are resized to image_size × image_size pixels
+    image_size: int = Field(224, ge=8, le=MAX_IMAGE_SIZE)  # images are resized to image_size × image_size pixels
 
 
 class VariationDatasetSection(Section):
     name: str = "imagefolder"
     root: Path  # ImageFolder with the training images to re-generate
-    image_size: int = Field(224, ge=8)  # source images are resized (and poisoned) at this size first
+    image_size: int = Field(224, ge=8, le=MAX_IMAGE_SIZE)  # sources are resized (and poisoned) to this many pixels
     batch_size: int = Field(16, gt=0)  # images per diffusion call, per process
     num_workers: int = Field(4, ge=0)  # DataLoader worker processes decoding and poisoning the sources
 
@@ -78,6 +80,7 @@ BackdoorSection = create_model(
 
 def _buildable(spec: dict) -> dict:
     try:
+        check_finite(spec)
         build_transform(spec)
     except (TypeError, ValueError, KeyError) as err:
         raise ValueError(f"{err}") from err

@@ -1,6 +1,7 @@
 """Checkpoints: safetensors weights with the metadata needed to rebuild the model in the file's header.
 
-Nothing is unpickled: safetensors holds only tensors, and the metadata is JSON.
+Nothing is unpickled: safetensors holds only tensors, and the metadata is JSON, validated (keys, types,
+bounded sizes) before a model is built from it, since a checkpoint may come from anyone.
 """
 
 from __future__ import annotations
@@ -8,14 +9,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from utils.atomic_io import atomic_path
 from utils.errors import UserError
+from utils.limits import MAX_CLASSES, MAX_IMAGE_SIZE
 
 CHECKPOINT_NAME = "model.safetensors"
 METADATA_KEY = "backdoor_defense"  # header entry holding our JSON metadata
@@ -42,7 +46,39 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict) -
     return Path(path)
 
 
+class CheckpointMetadata(BaseModel):
+    """The header entry :func:`save_checkpoint` writes (see ``classifier_metadata``); other keys are kept."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    architecture: str
+    library: Literal["torchvision", "timm"]
+    model_name: str
+    num_classes: int = Field(ge=2, le=MAX_CLASSES)
+    class_names: list[str] | None = None
+    image_size: int | None = Field(None, ge=1, le=MAX_IMAGE_SIZE)  # None: trained at an unknown size
+    mean: tuple[float, float, float]
+    std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    pretrained: bool = False
+
+    @model_validator(mode="after")
+    def _one_name_per_class(self):
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for num_classes {self.num_classes}")
+        return self
+
+
+def _describe(err: ValidationError) -> str:
+    missing = [".".join(map(str, e["loc"])) for e in err.errors() if e["type"] == "missing"]
+    if missing:
+        return f"its metadata lacks {', '.join(missing)}"
+    first = err.errors()[0]
+    where = ".".join(map(str, first["loc"]))
+    return f"its metadata has {where + ' ' if where else ''}{repr(first.get('input'))[:60]}: {first['msg']}"
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
+    """The checkpoint's metadata, checked; a forged or damaged header is a one-line error naming the file."""
     try:
         with safe_open(os.fspath(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -50,7 +86,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise UserError(f"{path}: not a readable safetensors checkpoint ({err})") from err
     if METADATA_KEY not in header:
         raise UserError(f"{path}: a safetensors file without this project's metadata (architecture, classes)")
-    return json.loads(header[METADATA_KEY])
+    try:
+        metadata = CheckpointMetadata.model_validate(json.loads(header[METADATA_KEY]))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not a usable checkpoint: its metadata is not JSON ({err})") from err
+    except ValidationError as err:
+        raise UserError(f"{path}: not a usable checkpoint: {_describe(err)}") from err
+    return metadata.model_dump()
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

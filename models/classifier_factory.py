@@ -201,8 +201,13 @@ def classifier_metadata(
 def classifier_from_checkpoint(path, device: str | torch.device = "cpu") -> tuple[ImageClassifier, dict]:
     """Rebuild a classifier from a checkpoint written by :func:`models.checkpoint.save_checkpoint`."""
     state, metadata = read_checkpoint(path)
+    architecture = f"{metadata['library']}/{metadata['model_name']}"
+    try:
+        resolve_architecture(architecture)  # the file's claim, not the user's config key, is at fault here
+    except ValueError as err:
+        raise UserError(f"{path}: not a usable checkpoint: {err}") from err
     model = build_classifier(
-        f"{metadata['library']}/{metadata['model_name']}",
+        architecture,
         metadata["num_classes"],
         pretrained=False,
         mean=tuple(metadata["mean"]),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator
 
 from models.classifier_factory import IMAGENET_MEAN, IMAGENET_STD, resolve_architecture
 from utils.section import Section
@@ -22,11 +22,18 @@ class NormalizationStats(Section):
         return value
 
 
+# A name, or explicit statistics; the discriminator makes errors speak of the form that was given.
+Normalization = Annotated[
+    Union[Annotated[Literal["imagenet", "none"], Tag("name")], Annotated[NormalizationStats, Tag("stats")]],  # noqa: UP007
+    Discriminator(lambda value: "name" if isinstance(value, str) else "stats"),
+]
+
+
 class ModelSection(Section):
     architecture: str = "resnet18"  # torchvision / timm name, or a reference short name (resnext50, vitb16...)
     num_classes: int | None = Field(None, gt=1)  # default: the number of class folders in the training data
     pretrained: bool = False  # ImageNet weights through torchvision / timm (needs the weights cache offline)
-    normalization: Literal["imagenet", "none"] | NormalizationStats = "imagenet"  # applied inside the model
+    normalization: Normalization = "imagenet"  # imagenet, none or {mean, std}; applied inside the model
 
     @field_validator("architecture")
     @classmethod

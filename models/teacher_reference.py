@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from models.checkpoint import CHECKPOINT_NAME
-from models.classifier_factory import build_classifier, classifier_from_checkpoint
+from models.classifier_factory import build_classifier, classifier_from_checkpoint, resolve_architecture
 from utils.errors import UserError, first_line
+from utils.limits import MAX_CLASSES
 
 ACCEPTED = (
     "a teacher run directory, a checkpoint file (.safetensors), a W&B run path entity/project/run_id, "
@@ -122,6 +123,13 @@ def resolve_teacher(reference: str, api=None) -> TeacherSource:
 
 def _load_reference_checkpoint(source: TeacherSource) -> tuple[nn.Module, dict]:
     """A checkpoint written by the reference implementation: {'model_state_dict': ...} of its Classifier."""
+    legacy = source.legacy
+    if not 2 <= legacy["num_classes"] <= MAX_CLASSES:  # read from the run's config: bound it before allocating
+        raise _fail(source.reference, f"its run config says num_classes {legacy['num_classes']} (2..{MAX_CLASSES})")
+    try:
+        resolve_architecture(legacy["architecture"])
+    except ValueError as err:
+        raise _fail(source.reference, f"its run config names an unknown Architecture: {err}") from err
     try:
         payload = torch.load(source.path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -137,7 +145,6 @@ def _load_reference_checkpoint(source: TeacherSource) -> tuple[nn.Module, dict]:
                 key = key[len(prefix) :]
                 break
         cleaned[key] = value
-    legacy = source.legacy
     # the reference fed [0, 1] images without normalisation
     model = build_classifier(legacy["architecture"], legacy["num_classes"], mean=(0.0,) * 3, std=(1.0,) * 3)
     try:

@@ -36,11 +36,23 @@ CASES = [
     ("optimizer={SGD: {learning_rate: 0.1}}", "unexpected keyword argument 'learning_rate'"),
     ("lr_scheduler={StepLRR: {step_size: 1}}", "lr_scheduler: unknown lr_scheduler 'StepLRR'"),
     ("transformations={RandomFlip: {}}", "transformations: unknown transformation"),
-    ("transformations={RandomEqualize: {}}", "transformations: they must accept a 3×16×16 float tensor"),
+    ("transformations={RandomEqualize: {p: 1.0}}", "transformations: they must accept a 3×16×16 float tensor"),
     ("dataset.root_test=/no/such/folder", "dataset.root_test: folder not found: /no/such/folder"),
     ("model.num_classes=5", "model.num_classes: 5, but dataset.root_train has 3 class folders"),
     ("wandb.args={projet: x}", "wandb.args: unknown wandb.init argument(s) projet"),
     ("training.device=gpu", "training.device: 'gpu' is not a device"),
+    # ranges that libraries leave open (NaN passes their comparisons) or that fail after a wasted epoch
+    ("optimizer={SGD: {lr: .nan}}", "optimizer: SGD.lr: nan is not a finite number"),  # SGD checks lr < 0 only
+    ("optimizer.Adam.lr=.inf", "optimizer: Adam.lr: inf is not a finite number"),
+    ("optimizer.Adam.lr=1.0e+30", "optimizer: lr 1e+30 is outside (0, 10.0]"),
+    ("seed=-1", "seed: Input should be greater than or equal to 0"),
+    ("seed=4294967296", "seed: Input should be less than 4294967296"),
+    ("lr_scheduler={StepLR: {step_size: 0}}", "lr_scheduler: StepLR fails after epoch 1: ZeroDivisionError"),
+    ("lr_scheduler={ExponentialLR: {gamma: 1.0e+5}}", "lr_scheduler: lr 100.0 (set by ExponentialLR after epoch 1)"),
+    ("transformations={RandomErasing: {p: .nan}}", "transformations: RandomErasing.p: nan is not a finite number"),
+    ("model.normalization={mean: [0, 0, 0], std: [.nan, 1, 1]}", "model.normalization.std.0: Input should be a finite"),
+    ("model.normalization={mean: [0, 0, 0], std: [0, 1, 1]}", "model.normalization.std: std values must be > 0"),
+    ("training.aux_loss_weight=.inf", "training.aux_loss_weight: Input should be a finite number"),
 ]
 
 
@@ -54,6 +66,71 @@ def test_bad_values_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, ima
     assert fragment in lines[0]
     assert "Traceback" not in err
     assert not save_path.exists()
+
+
+def test_huge_image_size_is_refused_before_anything_is_allocated(tmp_path, image_data):
+    config = teacher_config_dict(image_data, tmp_path / "runs", dataset={"image_size": 100000})
+    with pytest.raises(UserError, match=r"dataset\.image_size: Input should be less than or equal to 4096"):
+        load_config(TeacherConfig, write_config(tmp_path / "c.yaml", config))
+
+
+def test_a_schedule_shorter_than_the_run_is_refused_up_front(tmp_path, image_data):
+    """OneCycleLR counts its steps: with 2 of them in a 3-epoch run, the old code failed after epoch 3."""
+    config = teacher_config_dict(image_data, tmp_path / "runs", training={"num_epochs": 3})
+    config["lr_scheduler"] = {"OneCycleLR": {"max_lr": 0.01, "total_steps": 2}}
+    with pytest.raises(UserError, match=r"lr_scheduler: OneCycleLR fails after epoch 3: ValueError: Tried to step"):
+        load_config(TeacherConfig, write_config(tmp_path / "c.yaml", config))
+    config["lr_scheduler"] = {"CosineAnnealingLR": {"T_max": 3}}  # ends at lr 0 after the last epoch: fine
+    load_config(TeacherConfig, write_config(tmp_path / "c.yaml", config))
+
+
+def test_scientific_notation_is_a_float_in_files_and_overrides(tmp_path, image_data):
+    """YAML 1.1 (PyYAML) reads 1e-4 as a string; configs read it as YAML 1.2 does, as people write it."""
+    config = teacher_config_dict(image_data, tmp_path / "runs")
+    text = yaml.safe_dump(config) + "optimizer:\n  SGD: {lr: 1e-4, momentum: 0.9, weight_decay: 5E-4}\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    loaded = load_config(TeacherConfig, path).optimizer["SGD"]
+    assert loaded == {"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4} and isinstance(loaded["lr"], float)
+    overridden = load_config(TeacherConfig, path, ["optimizer.SGD.lr=2.5e-3", "training.num_epochs=3"])
+    assert overridden.optimizer["SGD"]["lr"] == 2.5e-3
+    assert overridden.training.num_epochs == 3 and isinstance(overridden.training.num_epochs, int)
+
+
+def test_override_values_follow_the_same_number_rules():
+    data = {"training": {}}
+    apply_override(data, "training.num_epochs=1e2")
+    apply_override(data, "wandb.args.name=run-1e-4")
+    assert data["training"]["num_epochs"] == 100.0 and data["wandb"]["args"]["name"] == "run-1e-4"
+
+
+ALIAS_BOMB = """
+wandb:
+  enable_logging: false
+  args:
+    tags: [&a [x, x, x, x, x, x, x, x, x, x], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a],
+           &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b], &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c],
+           &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d], &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e],
+           &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f], &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g],
+           &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]]
+"""
+
+
+def test_yaml_alias_bombs_are_refused_anywhere_in_the_file(tmp_path, image_data):
+    """Nine levels of ten: 10**9 values once expanded (what saving the resolved config would write)."""
+    base = write_config(tmp_path / "base.yaml", teacher_config_dict(image_data, tmp_path / "runs"))
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"base: {base.name}\n{ALIAS_BOMB}")
+    with pytest.raises(UserError, match=r"bomb\.yaml: its aliases expand to \d{10} values \(at most 100000\)"):
+        load_config(TeacherConfig, path)
+    (tmp_path / "loop.yaml").write_text(f"base: {base.name}\nwandb: {{args: {{tags: &t [x, *t]}}}}\n")
+    with pytest.raises(UserError, match="an alias refers to a list or mapping that contains it"):
+        load_config(TeacherConfig, tmp_path / "loop.yaml")
+    with pytest.raises(UserError, match=r"--set .*its aliases expand"):
+        load_config(TeacherConfig, base, ["wandb.args.tags=" + ALIAS_BOMB.split("tags: ")[1].replace("\n", " ")])
+    shared = "wandb:\n  args:\n    tags: &t [a, b]\n    notes: *t\n"  # ordinary aliases stay welcome
+    (tmp_path / "ok.yaml").write_text(f"base: {base.name}\n{shared}")
+    assert load_config(TeacherConfig, tmp_path / "ok.yaml").wandb.args["notes"] == ["a", "b"]
 
 
 def test_mismatched_class_folders(tmp_path, capsys, image_data):

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,20 +180,29 @@ def test_torchrun_two_processes_match_one(tmp_path, source, tiny_vd_model):
     assert outputs[1] == outputs[2]
 
 
+def start_generator(tmp_path, config: dict) -> tuple[subprocess.Popen, list[str]]:
+    """generate_variations.py in its own process (stderr in ``generator.log``), and its command line."""
+    path = write_config(tmp_path / "cfg.yaml", config)
+    command = [sys.executable, str(REPO / "generate_variations.py"), "-c", str(path)]
+    with open(tmp_path / "generator.log", "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=script_env(tmp_path), stdout=subprocess.DEVNULL, stderr=log)
+    return process, command
+
+
+def wait_while(condition, process: subprocess.Popen, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while condition() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+
+
 def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, source, tiny_vd_model):
     config = variation_config_dict(
         source, tmp_path / "out", tiny_vd_model, dataset={"batch_size": 1}, diffusion={"inference_steps": 12}
     )
     del config["diffusion"]["model_batch_size"]  # CPU default: one image per model call
-    path = write_config(tmp_path / "cfg.yaml", config)
-    command = [sys.executable, str(REPO / "generate_variations.py"), "-c", str(path)]
-    process = subprocess.Popen(
-        command, cwd=REPO, env=script_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process, command = start_generator(tmp_path, config)
     out = tmp_path / "out"
-    deadline = time.time() + 120
-    while len(list(out.rglob("*.png"))) < 3 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    wait_while(lambda: len(list(out.rglob("*.png"))) < 3, process, seconds=120)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     done = list(out.rglob("*.png"))
@@ -209,6 +219,38 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, source, t
     assert generate(tmp_path, fresh, name="fresh.yaml") == 0
     assert png_bytes(out) == png_bytes(tmp_path / "fresh")
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 12
+
+
+def holder_pid(out: Path) -> int | None:
+    """The pid a part lock of ``out`` names, once its holder has written it."""
+    for lock in out.glob(".lock-part-*"):
+        try:
+            return json.loads(lock.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
+
+
+def test_a_second_generator_on_a_busy_folder_is_refused_and_the_first_finishes(tmp_path, capsys, tiny_vd_model):
+    """Two real processes. The first is frozen (SIGSTOP) once it holds the folder, before its model has even
+    loaded, so the second meets it mid-run however slow the machine is."""
+    small = make_image_folder(tmp_path / "src", per_class=1, size=16)  # one model batch: the first finishes soon
+    config = variation_config_dict(small, tmp_path / "out", tiny_vd_model)
+    first, _ = start_generator(tmp_path, config)
+    out = tmp_path / "out"
+    wait_while(lambda: holder_pid(out) is None, first, seconds=300)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        assert first.poll() is None and holder_pid(out) == first.pid
+        files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert generate(tmp_path, config) == 2
+        (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert f"output_folder: {out}: in use by pid {first.pid} on host {socket.gethostname()}" in error
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files  # the second run touched nothing
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=300) == 0, (tmp_path / "generator.log").read_text()[-2000:]
+    assert len(png_bytes(out)) == 3 and not [p for p in out.rglob("*") if ".tmp-" in p.name or ".lock" in p.name]
 
 
 def test_other_config_is_refused_unless_overwrite(tmp_path, capsys, source, tiny_vd_model):

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import AfterValidator, Field, field_validator
 
-from training.optim import build_lr_scheduler, build_optimizer
+from training.optim import build_lr_scheduler, build_optimizer, check_learning_rates
+from utils.class_registry import check_finite
 from utils.section import Section
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -59,6 +60,7 @@ def _buildable(builder):
     def check(value: dict | None) -> dict | None:
         if value is not None:
             try:
+                check_finite(value)
                 builder(value)
             except (TypeError, ValueError, KeyError) as err:
                 raise ValueError(f"{err}") from err
@@ -68,8 +70,10 @@ def _buildable(builder):
 
 
 ClassKwargs = dict[str, dict[str, Any] | None]
-# one torch.optim class with its keyword arguments, e.g. {Adam: {lr: 0.001}}
-OptimizerSpec = Annotated[ClassKwargs, _buildable(lambda spec: build_optimizer(spec, _dummy_parameters()))]
+# one torch.optim class with its keyword arguments, e.g. {Adam: {lr: 0.001}}; the lr must be in (0, MAX_LR]
+OptimizerSpec = Annotated[
+    ClassKwargs, _buildable(lambda spec: check_learning_rates(build_optimizer(spec, _dummy_parameters())))
+]
 # one torch.optim.lr_scheduler class, stepped once per epoch
 SchedulerSpec = Annotated[
     ClassKwargs,

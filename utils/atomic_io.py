@@ -18,6 +18,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from utils.errors import PathError, is_environment_error
+
 TEMP_MARKER = ".tmp-"
 
 
@@ -32,10 +34,18 @@ FILE_MODE = 0o666 & ~_process_umask()  # what open() would give: mkstemp's priva
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it is fsynced and renamed onto ``path``."""
+    """Yield a temporary path in the target's folder; on success it is fsynced and renamed onto ``path``.
+
+    Errors of the disk (full, permissions, a file in the way) become a :class:`PathError` naming ``path``.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}{TEMP_MARKER}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}{TEMP_MARKER}")
+    except OSError as err:
+        if is_environment_error(err):
+            raise PathError(target, err, "cannot write") from err
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -44,8 +54,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         tmp.chmod(FILE_MODE)
         tmp.replace(target)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if is_environment_error(err):
+            raise PathError(target, err, "cannot write") from err
         raise
 
 

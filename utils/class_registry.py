@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from types import ModuleType
 
 
@@ -39,3 +40,17 @@ def single_entry(section: dict, key: str) -> tuple[str, dict]:
         raise ValueError(f"{key} must name exactly one class, got {len(section)}: {', '.join(section) or 'none'}")
     ((name, kwargs),) = section.items()
     return name, dict(kwargs or {})
+
+
+def check_finite(spec: dict, where: str = "") -> None:
+    """Every number in a ``{ClassName: {kwargs}}`` block (nested lists and mappings too) is finite.
+
+    Libraries check ranges with comparisons that NaN passes (``nan < 0`` is false), so a NaN learning rate or
+    probability would be accepted and fail, or silently do nothing, later.
+    """
+    items = spec.items() if isinstance(spec, dict) else enumerate(spec) if isinstance(spec, list | tuple) else ()
+    for key, value in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{path}: {value} is not a finite number")
+        check_finite(value, path)

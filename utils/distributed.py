@@ -90,6 +90,15 @@ def broadcast_from_main(obj):
     return box[0]
 
 
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (any picklable object)."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def shutdown() -> None:
     if is_distributed():
         dist.destroy_process_group()

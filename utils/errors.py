@@ -1,12 +1,52 @@
 """Exceptions that end a run with one clear line instead of a traceback."""
 
+from __future__ import annotations
+
+import errno
+import os
+
+# OSErrors that say something about the user's files and disks, not about the code, and how to say it. (Not
+# ENOENT: a missing file the code expected is more often a bug, and user paths are checked up front.)
+ENVIRONMENT_PROBLEMS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied (operation not permitted)",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (the file system's or the process's file-size limit)",
+    errno.EEXIST: "a file is in the way (already exists)",
+    errno.ENOTDIR: "not a folder (a file is in the way)",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ELOOP: "too many levels of symbolic links",
+}
+
 
 class UserError(Exception):
     """Bad input from the user (config, paths, data): exit code 2, one line on stderr."""
 
 
+class PathError(UserError):
+    """A file or folder the run needs cannot be used: permissions, a file in the way, a full disk."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError, action: str = "cannot use"):
+        self.path, self.errno = path, err.errno
+        super().__init__(f"{action} {path}: {ENVIRONMENT_PROBLEMS[err.errno]}")
+
+
 class TrainingError(Exception):
     """A run that cannot go on for a reason the user must look at (e.g. a non-finite loss): exit code 1."""
+
+
+def is_environment_error(err: BaseException) -> bool:
+    """Whether ``err`` is an OSError about files and disks (to report in one line), not a bug."""
+    return isinstance(err, OSError) and err.errno in ENVIRONMENT_PROBLEMS
+
+
+def describe_os_error(err: OSError) -> str:
+    """'<path>: <problem>' for an environment error (see :func:`is_environment_error`)."""
+    problem = ENVIRONMENT_PROBLEMS[err.errno]
+    return f"{err.filename}: {problem}" if err.filename is not None else problem
 
 
 def first_line(err: BaseException, limit: int = 200) -> str:

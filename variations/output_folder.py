@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 
 from utils.atomic_io import TEMP_MARKER, atomic_write_json, atomic_write_yaml, is_temporary
 from utils.errors import UserError, first_line
+from utils.folder_lock import is_lock_file
 
 CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
@@ -54,10 +56,10 @@ def _differences(old, new, prefix: str = "") -> list[str]:
 
 
 def sources_fingerprint(root: Path, samples: list[tuple[str, int]]) -> str:
-    """SHA-256 of the source listing (relative paths and labels, in ImageFolder order)."""
+    """SHA-256 of the source listing (relative paths as bytes on disk, and labels, in ImageFolder order)."""
     digest = hashlib.sha256()
-    for path, label in samples:
-        digest.update(f"{Path(path).relative_to(root)}\t{label}\n".encode())
+    for path, label in samples:  # os.fsencode: names that are not UTF-8 hash as the bytes they are
+        digest.update(os.fsencode(Path(path).relative_to(root)) + f"\t{label}\n".encode())
     return digest.hexdigest()
 
 
@@ -76,16 +78,23 @@ def _read_saved(folder: Path) -> tuple[dict, dict]:
     return config, generation
 
 
-def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: bool, clean_temporary: bool) -> str:
-    """Create or check the output folder; returns 'new', 'resume' or 'overwrite'.
+def _clear(folder: Path) -> None:
+    """Everything in ``folder`` but the locks of the jobs working on it (this one's included)."""
+    for child in folder.iterdir():
+        if is_lock_file(child):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
-    ``clean_temporary`` removes leftovers of a killed run; only a job that has the folder to itself may do
-    that (parallel ``--shard`` jobs would delete each other's files in flight).
-    """
+
+def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: bool) -> str:
+    """Create or check the output folder (its lock held); returns 'new', 'resume' or 'overwrite'."""
     folder = Path(cfg.output_folder)
     current = _without_runtime_keys(cfg.to_dict())
     state = "new"
-    contents = [p for p in folder.iterdir() if not is_temporary(p)] if folder.is_dir() else []
+    contents = [p for p in folder.iterdir() if not (is_temporary(p) or is_lock_file(p))] if folder.is_dir() else []
     if contents:
         if not (folder / CONFIG_NAME).is_file():
             raise UserError(
@@ -96,7 +105,7 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
         changes = _differences(_without_runtime_keys(saved_config), current)
         changes += _differences(saved_generation, generation) if saved_generation else []
         if overwrite:
-            shutil.rmtree(folder)
+            _clear(folder)
             shutil.rmtree(sources_folder(folder), ignore_errors=True)
             state = "overwrite"
         elif changes:
@@ -107,9 +116,6 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
             )
         else:
             state = "resume"
-            if clean_temporary:
-                for leftover in folder.rglob(f"*{TEMP_MARKER}*"):  # from a run killed mid-write
-                    leftover.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     # the config goes in before the class folders: a parallel shard job sees a config
     atomic_write_yaml(folder / CONFIG_NAME, cfg.to_dict())
@@ -117,3 +123,15 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
     for name in classes:
         (folder / name).mkdir(exist_ok=True)
     return state
+
+
+def remove_leftovers(folder: Path, owned: set[str] | None) -> int:
+    """Delete the temporary files of a killed run: all of them (``owned`` None, a job alone on the folder), or
+    those of the outputs in ``owned`` (relative paths: a shard's own, which its lock keeps others from)."""
+    removed = 0
+    for leftover in folder.rglob(f"*{TEMP_MARKER}*"):
+        target = leftover.relative_to(folder).as_posix().split(TEMP_MARKER)[0]
+        if owned is None or target in owned:
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed

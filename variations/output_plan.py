@@ -2,8 +2,9 @@
 
 ``<output_folder>/<class>/<name>.png`` (``<name>_v<k>.png`` when ``num_variations > 1``), where ``<class>`` is
 the sample's label as the poisoned dataset gives it. A poisoned image moved into the target class is
-named ``<source class>_<stem>`` there, and any name still taken in its folder gets ``_<index>`` appended,
-so nothing is ever overwritten (CIFAR-style datasets reuse ``0000.jpg`` in every class folder).
+named ``<source class>_<stem>`` there, and any name still taken in its folder gets ``_<index>`` appended
+(again, until it is free), so nothing is ever overwritten (CIFAR-style datasets reuse ``0000.jpg`` in every
+class folder).
 """
 
 from __future__ import annotations
@@ -61,11 +62,21 @@ def plan_outputs(samples: list[tuple[str, int]], classes: list[str], poisoned_ma
         poisoned = bool(poisoned_mask[index]) if poisoned_mask is not None else False
         label = target_idx if poisoned else true_label
         name = Path(path).stem if label == true_label else f"{classes[true_label]}_{Path(path).stem}"
-        if (label, name) in taken:
+        while (label, name) in taken:  # the suffixed name may be some other file's own name: suffix again
             name = f"{name}_{index}"
         taken.add((label, name))
         plan.append(PlannedImage(index, path, label, true_label, poisoned, name))
     return plan
+
+
+def check_unique_outputs(plan: list[PlannedImage], layout: OutputLayout) -> None:
+    """Every output path belongs to exactly one source image: checked before anything is written."""
+    owner: dict[str, int] = {}
+    for item in plan:
+        for output in layout.outputs(item):
+            if output in owner:
+                raise AssertionError(f"output {output} planned for source images {owner[output]} and {item.index}")
+            owner[output] = item.index
 
 
 def variation_seed(seed: int, index: int, variation: int) -> int:

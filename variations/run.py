@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from datasets.build import attack_from, build_poisoning, poisoned_indices
-from datasets.image_folder import scan_image_folder
+from datasets.image_folder import check_images, scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils import distributed
 from utils.errors import UserError, first_line
+from utils.folder_lock import PartLock
 from utils.image_grid import image_grid
 from utils.seeding import seed_everything
 from utils.tracking import start_wandb
 from variations.backends import build_backend
 from variations.generator import GenerationJob, GenerationStats, generate
 from variations.manifest import manifest_records, merge_parts, write_part
-from variations.output_folder import prepare_output_folder, sources_fingerprint, sources_folder
-from variations.output_plan import OutputLayout, plan_outputs
-from variations.sharding import combine, parse_shard
+from variations.output_folder import prepare_output_folder, remove_leftovers, sources_fingerprint, sources_folder
+from variations.output_plan import OutputLayout, check_unique_outputs, plan_outputs
+from variations.sharding import Part, combine, parse_shard
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +35,30 @@ class RunOptions:
     overwrite: bool = False  # replace a folder made with another config
 
 
-def _prepare_folder_once(cfg, classes, generation: dict, overwrite: bool, alone: bool) -> str:
+@contextlib.contextmanager
+def _locked(folder: Path, part: Part) -> Iterator[None]:
+    """Hold this process's part of ``folder`` (every process its own); refused everywhere if any is taken."""
+    lock = error = None
+    try:
+        lock = PartLock.acquire(folder, part.index, part.count)
+    except UserError as err:
+        error = f"output_folder: {err}"
+    errors = [e for e in distributed.all_gather_objects(error) if e]
+    try:
+        if errors:
+            raise UserError(errors[0])
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _prepare_folder_once(cfg, classes, generation: dict, overwrite: bool) -> str:
     """One process checks and prepares the folder; every process learns the outcome."""
     outcome = None
     if distributed.is_main_process():
         try:
-            outcome = ("ok", prepare_output_folder(cfg, classes, generation, overwrite, alone))
+            outcome = ("ok", prepare_output_folder(cfg, classes, generation, overwrite))
         except UserError as err:
             outcome = ("error", str(err))
         except Exception as err:
@@ -65,40 +87,47 @@ def run_variations(cfg, options: RunOptions = RunOptions()) -> dict:
     poisoning = build_poisoning(cfg.backdoor, attack_from(cfg.backdoor), index.labels, cfg.seed, single_pass=True)
     target_idx = cfg.backdoor.target_idx if cfg.backdoor else 0
     plan = plan_outputs(index.samples, index.classes, poisoning.fixed_mask if poisoning else None, target_idx)
-    # The model loads before the output folder is touched: a bad diffusion.model leaves nothing behind.
-    backend = build_backend(cfg.diffusion, device, cfg.dataset.batch_size)
-    generation = {"sources_sha256": sources_fingerprint(index.root, index.samples), **backend.numerics}
-    state = _prepare_folder_once(cfg, index.classes, generation, options.overwrite, part.count == 1)
-    mine = part.select(plan)
-    log.info(
-        "%s: %d source images (%d poisoned) → %s; this process (%s): %d images, %s",
-        cfg.dataset.name,
-        len(plan),
-        len(poisoned_indices(poisoning)),
-        cfg.output_folder,
-        part.tag,
-        len(mine),
-        state,
-    )
-
     folder = cfg.output_folder
     copies = sources_folder(folder) if cfg.save_source_copies else None
     layout = OutputLayout(folder, index.classes, cfg.diffusion.num_variations, copies)
-    job = GenerationJob(
-        items=mine,
-        layout=layout,
-        seed=cfg.seed,
-        color_transfer=cfg.diffusion.color_transfer,
-        batch_size=cfg.dataset.batch_size,
-        num_workers=cfg.dataset.num_workers,
-        show_progress=distributed.is_main_process(),
-    )
-    dataset = PoisonedImageFolder(index.samples, cfg.dataset.image_size, poisoning, output="uint8")
-    stats = generate(backend, dataset, job)
-    write_part(folder, part, manifest_records(mine, layout, cfg.seed))
-    # No barrier: processes may finish far apart (a resumed shard has more left than the others); each tries
-    # to merge and the last one to finish succeeds.
-    merged = merge_parts(folder, part.count)
+    check_unique_outputs(plan, layout)
+    mine = part.select(plan)
+    check_images(((item.source, item.label) for item in mine), cfg.dataset.num_workers, distributed.is_main_process())
+    # The lock comes before the model loads, so a busy folder is refused at once; a bad diffusion.model
+    # still leaves nothing behind (the lock removes the folder it made).
+    with _locked(folder, part):
+        backend = build_backend(cfg.diffusion, device, cfg.dataset.batch_size)
+        generation = {"sources_sha256": sources_fingerprint(index.root, index.samples), **backend.numerics}
+        state = _prepare_folder_once(cfg, index.classes, generation, options.overwrite)
+        # leftovers of a killed run: a job alone on the folder removes all; a part only its own outputs'
+        owned = None if part.count == 1 else {output for item in mine for output in layout.outputs(item)}
+        if removed := remove_leftovers(folder, owned):
+            log.info("%s: removed %d temporary files of an interrupted run", part.tag, removed)
+        log.info(
+            "%s: %d source images (%d poisoned) → %s; this process (%s): %d images, %s",
+            cfg.dataset.name,
+            len(plan),
+            len(poisoned_indices(poisoning)),
+            folder,
+            part.tag,
+            len(mine),
+            state,
+        )
+        job = GenerationJob(
+            items=mine,
+            layout=layout,
+            seed=cfg.seed,
+            color_transfer=cfg.diffusion.color_transfer,
+            batch_size=cfg.dataset.batch_size,
+            num_workers=cfg.dataset.num_workers,
+            show_progress=distributed.is_main_process(),
+        )
+        dataset = PoisonedImageFolder(index.samples, cfg.dataset.image_size, poisoning, output="uint8")
+        stats = generate(backend, dataset, job)
+        write_part(folder, part, manifest_records(mine, layout, cfg.seed))
+        # No barrier: processes may finish far apart (a resumed shard has more left than the others); each
+        # tries to merge and the last one to finish succeeds.
+        merged = merge_parts(folder, part.count)
     summary = {"part": part.tag, **stats.as_dict()}
     if distributed.is_main_process():
         _report(part.tag, stats, merged)

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field, field_validator
 
 from utils.class_registry import find_class
+from utils.limits import MAX_IMAGE_SIZE
 from utils.section import Section
 
 
@@ -25,8 +26,8 @@ class GenerationSection(Section):
     backend: str
     num_variations: int = Field(1, gt=0)  # variations per source image, each written as its own file
     color_transfer: Literal["none", "mean_std", "lab"] = "mean_std"  # true = mean_std, false = none
-    height: int = Field(512, ge=8, multiple_of=8)  # generated image height, pixels
-    width: int = Field(512, ge=8, multiple_of=8)  # generated image width, pixels
+    height: int = Field(512, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # generated image height, pixels
+    width: int = Field(512, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # generated image width, pixels
     # Images per model call, padded to exactly this many so an image's bytes never depend on how the work
     # was split (workers, processes, shards, resumption). Default: dataset.batch_size on CUDA; 1 on CPU,
     # where batching gains little and single images make the bytes independent of the batch size too.
