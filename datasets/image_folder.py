@@ -198,7 +198,11 @@ def check_images(samples: Iterable[tuple[str, int]], workers: int = 0, show_prog
     paths = [path for path, _ in samples]
     workers = workers if len(paths) >= PARALLEL_CHECK_MIN else 0
     loader = torch.utils.data.DataLoader(
-        _HeaderCheck(paths), batch_size=HEADER_BATCH, num_workers=workers, collate_fn=_count
+        _HeaderCheck(paths),
+        batch_size=HEADER_BATCH,
+        num_workers=workers,
+        collate_fn=_count,
+        generator=torch.Generator(),  # its own: iterating must not draw from the run's seeded global RNG
     )
     with tqdm(
         total=len(paths), desc="checking images", unit="img", delay=PROGRESS_DELAY, disable=not show_progress

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import save_file
 from torchvision.datasets import ImageFolder
 
@@ -26,7 +27,7 @@ import train_teacher
 from config.cli import config_parser
 from config.cli import run_script as run_cli
 from config.schema import TeacherConfig, VariationConfig
-from datasets.image_folder import scan_image_folder
+from datasets.image_folder import check_images, scan_image_folder
 from models.checkpoint import METADATA_KEY, save_checkpoint
 from models.classifier_factory import build_classifier, classifier_from_checkpoint, classifier_metadata
 from tests.conftest import REPO, make_image_folder, teacher_config_dict, write_config
@@ -114,6 +115,17 @@ def test_links_that_stay_apart_are_followed_in_torchvision_order(tmp_path):
     index = scan_image_folder(root)
     assert index.samples == ImageFolder(str(root)).samples
     assert len(index) == 6 + 2 + 1 + 1
+
+
+def test_checking_images_leaves_the_seeded_global_rng_alone(tmp_path):
+    """The header check runs between seeding and model building: drawing from the global RNG there would change
+    every run's weights and loader order."""
+    samples = scan_image_folder(make_image_folder(tmp_path / "train", per_class=2)).samples
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    check_images(samples, show_progress=False)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_teacher_and_generator_refuse_a_symlink_loop_before_writing(tmp_path, capsys, image_data):
