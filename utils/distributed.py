@@ -10,6 +10,8 @@ import torch.distributed as dist
 
 from utils.errors import UserError
 
+_agreement_group = None  # gloo group for small CPU-side agreements (no GPU synchronisation under NCCL)
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -90,9 +92,36 @@ def broadcast_from_main(obj):
     return box[0]
 
 
+def _cpu_group():
+    global _agreement_group
+    if _agreement_group is None:  # created at the first call, which every process makes at the same point
+        _agreement_group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    return _agreement_group
+
+
+def max_over_processes(value: int) -> int:
+    """The largest ``value`` over all processes: a collective on CPU tensors, so no GPU synchronisation."""
+    if not is_distributed():
+        return value
+    box = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_cpu_group())
+    return int(box.item())
+
+
+def gather_to_main(obj) -> list | None:
+    """Every process's ``obj`` (picklable), by rank, on the main process; ``None`` on the others."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * world_size() if is_main_process() else None
+    dist.gather_object(obj, gathered, dst=0, group=_cpu_group())
+    return gathered
+
+
 def shutdown() -> None:
+    global _agreement_group
     if is_distributed():
         dist.destroy_process_group()
+    _agreement_group = None
 
 
 class ShardSampler(torch.utils.data.Sampler):
