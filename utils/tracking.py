@@ -57,14 +57,21 @@ def _why_not_online() -> str | None:
     return None
 
 
-def start_wandb(enabled: bool, init_args: dict, config: dict, run_dir: Path, job_type: str):
-    """``wandb.init(**init_args, config=config)``, falling back to offline mode; ``None`` when disabled."""
+def start_wandb(
+    enabled: bool, init_args: dict, config: dict, run_dir: Path, job_type: str, resume_id: str | None = None
+):
+    """``wandb.init(**init_args, config=config)``, falling back to offline mode; ``None`` when disabled.
+
+    ``resume_id`` continues that W&B run.
+    """
     if not enabled:
         return None
     import wandb
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     args = {"dir": os.fspath(run_dir), "job_type": job_type, **init_args}
+    if resume_id is not None:
+        args = {"id": resume_id, "resume": "allow", **args}
     mode = os.environ.get("WANDB_MODE") or args.get("mode")
     if mode not in OFFLINE_MODES:
         reason = _why_not_online()
@@ -100,6 +107,15 @@ class MetricsLog:
         self.path = path
         self.wandb_run = wandb_run
         self._lines: list[str] = []
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Every record logged so far (what a training state saves)."""
+        return [json.loads(line) for line in self._lines]
+
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Go on after ``records`` (a resumed run): later lines follow them, whatever the file held after them."""
+        self._lines = [json.dumps(record) for record in records]
 
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
         record = {"step": step, **_json_safe(metrics)}
