@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.loading import load_checked_config, load_resumed_config
-from training.resumption import RESUMABLE_KEYS
+from training.resumption import RESUMABLE_KEYS, check_resumable
 from utils import distributed
 from utils.errors import RunInterrupted, TrainingError, UserError
 from utils.stop_signals import StopRequested
@@ -94,7 +94,9 @@ def load_script_config(schema, parser: argparse.ArgumentParser, args: argparse.N
             f"--resume {args.resume} goes on with {args.resume}/config.yaml: drop -c/--config "
             f"(--set may change only {', '.join(RESUMABLE_KEYS)})"
         )
-    return load_resumed_config(schema, args.resume, args.overrides, RESUMABLE_KEYS)
+    config = load_resumed_config(schema, args.resume, args.overrides, RESUMABLE_KEYS)
+    check_resumable(args.resume, config.training)
+    return config
 
 
 def _is_main_process() -> bool:

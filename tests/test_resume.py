@@ -252,9 +252,22 @@ def test_disk_full_while_saving_keeps_the_last_state_and_says_how_to_go_on(tmp_p
     assert [r["step"] for r in metrics(run_dir)] == list(range(1, 9))
 
 
-def test_resume_refuses_another_config_and_unsafe_overrides(tmp_path, capsys, image_data):
-    config = teacher_config_dict(image_data, tmp_path / "runs", training={"num_epochs": 1})
+def wandb_teardown():
+    import wandb
+
+    wandb.teardown()
+
+
+def test_resume_refuses_another_config_and_unsafe_overrides_and_keeps_the_wandb_run(
+    tmp_path, capsys, monkeypatch, request, image_data
+):
+    for name, value in script_env(tmp_path).items():
+        if name.startswith("WANDB_"):
+            monkeypatch.setenv(name, value)  # offline, the real library
+    wandb = {"enable_logging": True, "args": {"project": "tests"}}
+    config = teacher_config_dict(image_data, tmp_path / "runs", training={"num_epochs": 1}, wandb=wandb)
     config_path = write_config(tmp_path / "t.yaml", config)
+    request.addfinalizer(wandb_teardown)  # W&B's process-wide singleton keeps this test's environment
     code, err = teacher_cli(capsys, "-c", str(config_path))
     assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -263,6 +276,7 @@ def test_resume_refuses_another_config_and_unsafe_overrides(tmp_path, capsys, im
         (["--resume", str(run_dir), "--set", "seed=3"], "--set seed: a resumed run keeps its saved config"),
         (["--resume", str(tmp_path)], f"--resume {tmp_path}: no config.yaml"),
         (["--resume", str(run_dir), "--set", "training.num_epochs=0"], "training.num_epochs"),
+        (["--resume", str(run_dir)], "already finished"),
     ]:
         code, err = teacher_cli(capsys, *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, (argv, err)
@@ -273,3 +287,5 @@ def test_resume_refuses_another_config_and_unsafe_overrides(tmp_path, capsys, im
     assert code == 0, err
     assert [r["step"] for r in metrics(run_dir)] == [1, 2]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["num_epochs"] == 2
+    sessions = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(sessions) == 2 and len({path.name.rsplit("-", 1)[1] for path in sessions}) == 1  # one W&B run id

@@ -39,6 +39,7 @@ def test_unreachable_server_falls_back_to_offline_within_the_timeout(
     monkeypatch.setenv("WANDB_SILENT", "true")
     import wandb
 
+    wandb.teardown()  # W&B keeps its settings in a process-wide singleton: start from this environment
     started = time.perf_counter()
     with caplog.at_level(logging.INFO, logger="utils.tracking"):
         run = start_wandb(True, {"project": "tests", **settings}, {"seed": 1}, tmp_path / "run", "teacher")

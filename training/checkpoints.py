@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from utils.atomic_io import atomic_directory, is_temporary
 from utils.errors import UserError, first_line
 
 STATES_DIR = "checkpoints"
+STATE_FOLDER = re.compile(r"epoch_\d+")  # epoch_0007: complete (temporary folders carry a suffix)
 STATE_NAME = "training_state.pt"
 FORMAT_VERSION = 1
 
@@ -50,13 +52,17 @@ def state_folder(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / STATES_DIR / f"epoch_{epoch:04d}"
 
 
+def epoch_of(folder: Path) -> int:
+    return int(folder.name.removeprefix("epoch_"))
+
+
 def saved_states(run_dir: Path) -> list[Path]:
     """The complete states of a run, oldest first (an interrupted write leaves a temporary folder, skipped)."""
     folder = Path(run_dir) / STATES_DIR
     if not folder.is_dir():
         return []
-    found = [p for p in folder.glob("epoch_*") if p.is_dir() and not is_temporary(p)]
-    return sorted(found, key=lambda p: p.name)
+    found = [p for p in folder.iterdir() if p.is_dir() and STATE_FOLDER.fullmatch(p.name)]
+    return sorted(found, key=epoch_of)
 
 
 def write_state(folder: Path, model: nn.Module, metadata: dict, state: TrainingState) -> None:
@@ -84,10 +90,10 @@ def read_state(folder: Path) -> tuple[TrainingState, dict[str, torch.Tensor]]:
 
 
 def prune_states(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` states, and temporary folders of interrupted writes."""
+    """Delete all but the newest ``keep`` (≥ 1) states, and temporary folders of interrupted writes."""
     folder = Path(run_dir) / STATES_DIR
     for stale in folder.glob("*"):
         if is_temporary(stale):
             shutil.rmtree(stale, ignore_errors=True)
-    for old in saved_states(run_dir)[:-keep] if keep else saved_states(run_dir):
+    for old in saved_states(run_dir)[:-keep]:
         shutil.rmtree(old)

@@ -38,7 +38,7 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
         )
         objective = role.objective(cfg, setup, data)  # a student loads its teacher here
         trainable = build_trainable(cfg, setup)
-        saved = load_saved_state(resume, cfg.training, setup.world_size) if resume is not None else None
+        saved = load_saved_state(resume, setup.world_size) if resume is not None else None
         loader = setup.train_loader(data.train)
         metadata = checkpoint_metadata(cfg, data.classes, role.name)
         run = start_run(cfg, role.name, data, resume, saved.state.wandb_run_id if saved is not None else None)

@@ -17,7 +17,15 @@ import torch
 from safetensors import SafetensorError
 
 from models.checkpoint import unwrap_model
-from training.checkpoints import TrainingState, prune_states, read_state, saved_states, state_folder, write_state
+from training.checkpoints import (
+    TrainingState,
+    epoch_of,
+    prune_states,
+    read_state,
+    saved_states,
+    state_folder,
+    write_state,
+)
 from training.loop import Progress, Trainable
 from training.run_directory import SUMMARY_NAME, Run
 from utils import distributed
@@ -43,26 +51,30 @@ class SavedState:
     weights: dict[str, torch.Tensor]
 
 
-def load_saved_state(run_dir: Path, training, world_size: int) -> SavedState | None:
-    """The newest state of ``run_dir`` (``None`` if no epoch was saved), checked against the run going on."""
+def check_resumable(run_dir: Path, training) -> None:
+    """Before any work: refuse a finished run, or one with more epochs done than ``training.num_epochs``."""
     found = saved_states(run_dir)
-    saved = SavedState(found[-1], *read_state(found[-1])) if found else None
-    done = saved.state.epoch if saved is not None else 0
-    if (Path(run_dir) / SUMMARY_NAME).is_file() and (saved is None or done >= training.num_epochs):
+    done = epoch_of(found[-1]) if found else 0
+    if (Path(run_dir) / SUMMARY_NAME).is_file() and done >= training.num_epochs:
         raise UserError(
             f"--resume {run_dir}: the run has already finished ({SUMMARY_NAME}); to train it longer, add "
             f"--set training.num_epochs=N with N > {done} (the epochs done)"
         )
-    if saved is None:
+    if done > training.num_epochs:
+        raise UserError(f"training.num_epochs: {training.num_epochs}, but {run_dir} has {done} epochs done")
+
+
+def load_saved_state(run_dir: Path, world_size: int) -> SavedState | None:
+    """The newest state of ``run_dir`` (``None`` if no epoch was saved), for this many processes."""
+    found = saved_states(run_dir)
+    if not found:
         log.warning("%s: no epoch was saved; training starts over in the same run directory", run_dir)
         return None
-    state = saved.state
-    if state.epoch > training.num_epochs:
-        raise UserError(f"training.num_epochs: {training.num_epochs}, but {run_dir} has {state.epoch} epochs done")
-    if state.world_size != world_size:
+    saved = SavedState(found[-1], *read_state(found[-1]))
+    if saved.state.world_size != world_size:
         raise UserError(
-            f"--resume {run_dir}: it was trained by {state.world_size} process(es), now there are {world_size}; "
-            f"resume with as many (torchrun --nproc_per_node ...), each has its own random streams"
+            f"--resume {run_dir}: it was trained by {saved.state.world_size} process(es), now there are "
+            f"{world_size}; resume with as many (torchrun --nproc_per_node ...), each has its own random streams"
         )
     return saved
 
