@@ -198,5 +198,5 @@ def fit(
         if hooks.save_state is not None:
             hooks.save_state(epoch, final)
         if hooks.stop is not None:
-            hooks.stop.check(f" after epoch {epoch}")  # a signal during the evaluation or the save
+            hooks.stop.check_now(f" after epoch {epoch}")  # a signal during the evaluation or the save
     return final

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -99,13 +100,26 @@ def _cpu_group():
     return _agreement_group
 
 
-def max_over_processes(value: int) -> int:
-    """The largest ``value`` over all processes: a collective on CPU tensors, so no GPU synchronisation."""
+def start_max_over_processes(value: int) -> Callable[[], int]:
+    """The largest ``value`` over all processes, started now and read by calling the result later.
+
+    A collective on CPU tensors (no GPU synchronisation) that runs in the background until it is read.
+    """
     if not is_distributed():
-        return value
+        return lambda: value
     box = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_cpu_group())
-    return int(box.item())
+    work = dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_cpu_group(), async_op=True)
+
+    def result() -> int:
+        work.wait()
+        return int(box.item())
+
+    return result
+
+
+def max_over_processes(value: int) -> int:
+    """The largest ``value`` over all processes (see :func:`start_max_over_processes`), waiting for it."""
+    return start_max_over_processes(value)()
 
 
 def gather_to_main(obj) -> list | None:

@@ -1,8 +1,9 @@
 """Stopping a run cleanly on SIGTERM (what Slurm and Kubernetes send before they kill a job) or SIGINT (Ctrl-C).
 
 Inside the training loop a signal only raises a flag; the loop looks at it at every step boundary, and under
-torchrun all processes look together, so that a signal seen by one stops every process at the same step. Outside
-the loop (setting up, writing the final files) there is nothing to keep, and a signal stops the run at once.
+torchrun the processes compare their flags, so that a signal seen by one stops every process at the same step.
+Outside the loop (setting up, writing the final files) there is nothing to keep, and a signal stops the run at
+once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import signal
 import threading
 
-from utils.distributed import max_over_processes
+from utils.distributed import is_distributed, max_over_processes, start_max_over_processes
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -35,6 +36,7 @@ class GracefulStop:
         self.signum: int | None = None
         self.armed = False  # inside the loop: stop at the next step boundary; outside: stop at once
         self._previous: dict[int, object] = {}
+        self._exchange = None  # under torchrun: the comparison of flags started at the last step boundary
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
@@ -63,10 +65,33 @@ class GracefulStop:
             self.armed = False
 
     def check(self, where: str = "") -> None:
-        """Raise :class:`StopRequested` on every process if any process received a stop signal."""
+        """At a step boundary: raise :class:`StopRequested` if a stop signal arrived (on any process).
+
+        Under torchrun the flags are compared in the background: each check starts a comparison and acts on
+        the one the previous check started. Every process stops at the same step, at most one step later than
+        a single process would, and no step waits for the others' answer.
+        """
+        if not is_distributed():
+            signum = self.signum or 0
+        else:
+            previous, self._exchange = self._exchange, start_max_over_processes(self.signum or 0)
+            signum = previous() if previous is not None else 0
+        if signum:
+            self.settle()
+            raise StopRequested(signum, where)
+
+    def check_now(self, where: str = "") -> None:
+        """Like :meth:`check`, waiting for the comparison (between epochs, where the wait costs nothing)."""
+        self.settle()
         signum = max_over_processes(self.signum or 0)
         if signum:
             raise StopRequested(signum, where)
+
+    def settle(self) -> None:
+        """Wait for a comparison still in flight."""
+        if self._exchange is not None:
+            self._exchange()
+            self._exchange = None
 
 
 def ignore_stop_signals() -> None:
