@@ -222,8 +222,9 @@ def test_disk_full_while_saving_keeps_the_last_state_and_says_how_to_go_on(tmp_p
         (kept,) = states(run_dir)  # the failed state left no temporary folder behind
         epoch = int(kept.removeprefix("epoch_"))
         line = resume_line(err)
-        assert line.startswith(f"error: cannot write the state of epoch {epoch + 1} to ")
-        assert "File too large" in line and f"the state of epoch {epoch} is kept" in line
+        folder = run_dir / "checkpoints" / f"epoch_{epoch + 1:04d}"
+        assert line.startswith(f"error: cannot write the state of epoch {epoch + 1} to {folder} (File too large); ")
+        assert f"the state of epoch {epoch} is kept in {run_dir / 'checkpoints' / kept}; free some space" in line
         assert "Traceback" not in err
 
         code, err = teacher_cli(capsys, "--resume", str(run_dir))  # space freed: go on
@@ -240,7 +241,7 @@ def test_disk_full_while_saving_keeps_the_last_state_and_says_how_to_go_on(tmp_p
         limit.off()
     assert code == 1, err
     line = resume_line(err)
-    assert line.startswith(f"error: cannot write {run_dir / 'model.safetensors'} (")
+    assert line.startswith(f"error: cannot write {run_dir / 'model.safetensors'} (File too large); ")
     assert f"the state of epoch 8 (the last) is kept in {run_dir / 'checkpoints' / 'epoch_0008'}" in line
     assert "Traceback" not in err
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith("model")) == []

@@ -1,5 +1,7 @@
 """Exceptions that end a run with one clear line instead of a traceback."""
 
+import re
+
 
 class UserError(Exception):
     """Bad input from the user (config, paths, data): exit code 2, one line on stderr."""
@@ -28,5 +30,12 @@ def first_line(err: BaseException, limit: int = 200) -> str:
 
 
 def describe_write_error(err: BaseException) -> str:
-    """Why a write failed, in a few words: ``No space left on device``, ``File too large``..."""
-    return err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+    """Why a write failed, in a few words: ``No space left on device``, ``File too large``...
+
+    Also from libraries that wrap the system's error in their own text (safetensors: ``... I/O error: No space
+    left on device (os error 28)``).
+    """
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    wrapped = re.search(r"([^:]+) \(os error \d+\)", str(err))
+    return wrapped.group(1).strip() if wrapped else first_line(err)
