@@ -290,3 +290,35 @@ def test_resume_refuses_another_config_and_unsafe_overrides_and_keeps_the_wandb_
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["num_epochs"] == 2
     sessions = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(sessions) == 2 and len({path.name.rsplit("-", 1)[1] for path in sessions}) == 1  # one W&B run id
+
+
+SCHEDULERS = {
+    "StepLR": {"step_size": 2},
+    "MultiStepLR": {"milestones": [2, 4]},
+    "CosineAnnealingLR": {"T_max": 10},
+    "CosineAnnealingWarmRestarts": {"T_0": 3},
+    "OneCycleLR": {"max_lr": 0.1, "total_steps": 10},
+    "CyclicLR": {"base_lr": 0.01, "max_lr": 0.1},
+    "ReduceLROnPlateau": {},
+    "LinearLR": {},
+    "PolynomialLR": {},
+}
+
+
+def test_optimiser_and_scheduler_states_load_without_unpickling(tmp_path):
+    """What training_state.pt holds for the usual torch.optim classes passes torch.load(weights_only=True)."""
+    from training.optim import build_lr_scheduler, build_optimizer, step_scheduler
+    from utils.seeding import rng_state
+
+    for name, kwargs in SCHEDULERS.items():
+        for optimizer_spec in ({"SGD": {"lr": 0.1, "momentum": 0.9}}, {"AdamW": {"lr": 0.1}}):
+            weight = torch.nn.Parameter(torch.ones(2))
+            optimizer = build_optimizer(optimizer_spec, [weight])
+            scheduler = build_lr_scheduler({name: kwargs}, optimizer)
+            weight.sum().backward()
+            optimizer.step()
+            step_scheduler(scheduler, 1.0)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+            torch.save(state, tmp_path / "state.pt")
+            loaded = torch.load(tmp_path / "state.pt", weights_only=True)
+            assert loaded["scheduler"].keys() == state["scheduler"].keys(), name
