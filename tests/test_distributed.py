@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -196,6 +197,8 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_step(tmp_path, d
     assert line.endswith(f"resume with: torchrun --nproc_per_node 2 {REPO / 'train_teacher.py'} --resume {run_dir}")
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"epoch_{epoch:04d}"]
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == epoch
-    # both processes stopped cleanly with 143; the one traceback is torchrun's report of them (any exit code but 0)
-    assert err.count("exitcode  : 143") == 2, err[-3000:]
+    # torchrun reports the workers it saw end (any exit code but 0 is a failure to it; a worker that ends after
+    # the first may be listed or not): all with 143, and its report holds the only traceback
+    codes = re.findall(r"exitcode  : (\d+)", err)
+    assert codes and set(codes) == {"143"}, err[-3000:]
     assert err.count("Traceback") == 1 and "raise ChildFailedError(" in err
