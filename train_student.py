@@ -5,6 +5,7 @@ python train_student.py -c configs/defaults/student.yaml \
     --set distillation.teacher_model=results/resnet18_20261124_101500
 python train_student.py -c configs/defaults/student.yaml \
     --set distillation.teacher_model=my-team/backdoor_models/3kq9x2ab
+python train_student.py --resume results/resnet18_20261124_113000    # go on after a stop
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from training.roles import StudentRole
 
 
 def main(cfg: StudentConfig, args=None) -> dict:
-    return run_training(cfg, StudentRole())
+    return run_training(cfg, StudentRole(), resume=getattr(args, "resume", None))
+
+
+def parser():
+    return config_parser(__doc__.splitlines()[0], resumable=True)
 
 
 if __name__ == "__main__":
-    sys.exit(run_script(StudentConfig, main, config_parser(__doc__.splitlines()[0])))
+    sys.exit(run_script(StudentConfig, main, parser()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -11,6 +12,7 @@ from config.data_checks import check_data
 from config.errors import describe_validation_error
 from config.overrides import apply_override
 from config.yaml_files import read_layered_yaml
+from training.run_directory import CONFIG_NAME
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -42,3 +44,19 @@ def load_checked_config(schema: type[BaseModel], path: str | os.PathLike, overri
     except UserError as err:
         raise UserError(f"{path}: {err}") from err
     return config
+
+
+def load_resumed_config(
+    schema: type[BaseModel], run_dir: str | os.PathLike, overrides: list[str], allowed: tuple[str, ...]
+) -> BaseModel:
+    """The config a run directory saved, checked again against the disk; ``overrides`` only for ``allowed`` keys."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no {CONFIG_NAME} there; give the run directory of a stopped run")
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if key not in allowed:
+            raise UserError(
+                f"--set {key}: a resumed run keeps its saved config; --set may change only {', '.join(allowed)}"
+            )
+    return load_checked_config(schema, path, overrides)

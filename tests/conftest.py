@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for_a_state(runs: Path, process: subprocess.Popen) -> None:
+    """Until the first epoch's state of a run under ``runs`` is on disk, or ``process`` has ended."""
+    while process.poll() is None and not list(runs.glob("*/checkpoints/epoch_0001")):
+        time.sleep(0.002)
+
+
+def assert_same_checkpoint(a: Path, b: Path) -> None:
+    """Bit-identical tensors and equal metadata (the bytes may differ: safetensors orders the header freely)."""
+    import torch
+    from safetensors import safe_open
+
+    tensors = []
+    for path in (a, b):
+        with safe_open(str(path), framework="pt") as handle:
+            tensors.append(({k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()))  # noqa: SIM118
+    (first, first_meta), (second, second_meta) = tensors
+    assert first_meta == second_meta and first.keys() == second.keys()
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []
+
+
+def stopped_after(line: str, signal_name: str) -> int:
+    """The epoch a stop line says is kept; the stop came at a step of the next epoch, or just after the kept one."""
+    kept = int(line.partition("the state of epoch ")[2].split()[0])
+    assert line.startswith(
+        (f"stopped by {signal_name} in epoch {kept + 1}, step ", f"stopped by {signal_name} after epoch {kept};")
+    ), line
+    return kept
 
 
 def write_config(path: Path, data: dict) -> Path:

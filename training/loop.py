@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from training.metrics import confusion_matrix
 from training.optim import step_scheduler
 from utils.distributed import all_reduce_sum, broadcast_buffers, is_main_process, without_ddp
 from utils.errors import TrainingError
+from utils.stop_signals import GracefulStop
 from utils.tracking import MetricsLog
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,40 @@ class Schedule:
     eval_every: int = 0  # epochs between test evaluations for curves; 0: only after the last
 
 
+@dataclass
+class Progress:
+    """Where training stands after its last complete epoch: what a resumed run starts from."""
+
+    epoch: int = 0  # epochs completed
+    final: dict = field(default_factory=dict)  # the last test-set evaluation
+
+
+@dataclass
+class EpochHooks:
+    """What happens around the epochs besides training: logging, saving the state, stopping on a signal."""
+
+    metrics_log: MetricsLog | None = None  # None on processes other than the main one
+    save_state: Callable[[int, dict], None] | None = None  # (epoch, last evaluation), on every process
+    stop: GracefulStop | None = None  # checked at every step boundary and after each epoch
+
+
 def _progress(loader, description: str, show: bool):
     return tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=not (show and is_main_process()))
 
 
 def train_one_epoch(
-    trainable: Trainable, loader, objective: Objective, *, epoch: int, show_progress: bool = True
+    trainable: Trainable,
+    loader,
+    objective: Objective,
+    *,
+    epoch: int,
+    show_progress: bool = True,
+    stop: GracefulStop | None = None,
 ) -> dict[str, float]:
     """One epoch of training; returns ``loss``, ``accuracy`` (on the training labels), ``lr``, ``images_per_second``.
 
-    Raises :class:`TrainingError` as soon as the loss is not finite.
+    Raises :class:`TrainingError` as soon as the loss is not finite, and ``StopRequested`` at the first step
+    boundary after a stop signal (on every process at the same step).
     """
     model, optimizer, compute, scaler = trainable.model, trainable.optimizer, trainable.compute, trainable.scaler
     model.train()
@@ -89,6 +114,8 @@ def train_one_epoch(
                     "rate (optimizer), check the data, or use mixed_precision: none"
                 )
             bar.set_postfix(loss=f"{current:.4f}")
+        if stop is not None:
+            stop.check(f" in epoch {epoch}, step {step}")
     all_reduce_sum(totals)
     loss_sum, correct, count = totals.tolist()
     if not math.isfinite(loss_sum):
@@ -141,19 +168,21 @@ def fit(
     loader,
     schedule: Schedule,
     evaluate_fn: Callable[[], dict],
-    metrics_log: MetricsLog | None,
+    hooks: EpochHooks | None = None,
+    start: Progress | None = None,
 ) -> dict:
-    """Train for ``schedule.num_epochs``; log ``train/*`` per epoch and ``test/*`` every ``eval_every`` epochs.
+    """Train from ``start`` to ``schedule.num_epochs``; log ``train/*`` per epoch, ``test/*`` every ``eval_every``.
 
-    The test sets are always evaluated after the last epoch; that evaluation is logged with the last
-    epoch and returned (the run's final metrics).
+    The test sets are always evaluated after the last epoch; that evaluation is logged with the last epoch and
+    returned (the run's final metrics). After each epoch (and its scheduler step) the state is saved.
     """
+    hooks, start = hooks or EpochHooks(), start or Progress()
     num_epochs, eval_every = schedule.num_epochs, schedule.eval_every
-    final: dict = {}
-    for epoch in range(1, num_epochs + 1):
+    final = start.final
+    for epoch in range(start.epoch + 1, num_epochs + 1):
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle every epoch
-        stats = train_one_epoch(trainable, loader, objective, epoch=epoch)
+        stats = train_one_epoch(trainable, loader, objective, epoch=epoch, stop=hooks.stop)
         metrics = {f"train/{key}": value for key, value in stats.items()}
         line = f"epoch {epoch}/{num_epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2%}"
         if epoch == num_epochs or (eval_every and epoch % eval_every == 0):
@@ -163,7 +192,11 @@ def fit(
             if test.get("attack_success_rate") is not None:
                 line += f", ASR {test['attack_success_rate']:.2%}"
         log.info("%s (%.0f images/s)", line, stats["images_per_second"])
-        if metrics_log is not None:
-            metrics_log.log_metrics(metrics, step=epoch)
+        if hooks.metrics_log is not None:
+            hooks.metrics_log.log_metrics(metrics, step=epoch)
         step_scheduler(trainable.scheduler, stats["loss"])
+        if hooks.save_state is not None:
+            hooks.save_state(epoch, final)
+        if hooks.stop is not None:
+            hooks.stop.check_now(f" after epoch {epoch}")  # a signal during the evaluation or the save
     return final

@@ -1,17 +1,20 @@
 """The run directory: everything a run produces, enough to reuse its model offline.
 
-``start_run`` creates it (resolved config, poison indices, trigger preview) and the W&B run; ``finish_run``
-writes the checkpoint and ``summary.json`` and closes the W&B run. Both on the main process only.
+``start_run`` creates it (resolved config, poison indices, trigger preview) and the W&B run, or takes up the
+directory of a stopped run (``--resume``) with its W&B run; ``finish_run`` writes the checkpoint and
+``summary.json`` and closes the W&B run. Both on the main process only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from torch import nn
 
 from datasets.build import ExperimentData
@@ -20,6 +23,7 @@ from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from models.classifier_factory import classifier_metadata
 from utils import distributed
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
+from utils.errors import describe_write_error
 from utils.tracking import MetricsLog, log_model_artifact, start_wandb, wandb_run_path
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,18 @@ METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 POISON_INDICES_NAME = "poison_indices.json"
 SAMPLES_NAME = "samples.png"
+
+
+class OutputNotWritten(Exception):
+    """A file of the run could not be written (a full disk, a file-size limit...); the message names it."""
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        raise OutputNotWritten(f"cannot write {path} ({describe_write_error(err)})") from err
 
 
 @dataclass
@@ -58,18 +74,26 @@ def write_poison_indices(run_dir: Path, indices: np.ndarray) -> None:
     atomic_write_json(run_dir / POISON_INDICES_NAME, sorted(int(i) for i in indices))
 
 
-def start_run(cfg, job_type: str, data: ExperimentData) -> Run | None:
-    """Create the run directory and the W&B run; ``None`` on processes other than the main one."""
+def start_run(
+    cfg, job_type: str, data: ExperimentData, resume: Path | None = None, wandb_id: str | None = None
+) -> Run | None:
+    """Create the run directory (or take up ``resume``'s) and the W&B run; ``None`` on other than the main process.
+
+    A resumed run writes its files again (the same content, and the config with the allowed overrides) and goes on
+    with the W&B run ``wandb_id``.
+    """
     if not distributed.is_main_process():
         return None
     name = cfg.wandb.args.get("name") or cfg.model.architecture
-    run_dir = create_run_dir(cfg.training.save_path, name)
+    run_dir = Path(resume) if resume is not None else create_run_dir(cfg.training.save_path, name)
     atomic_write_yaml(run_dir / CONFIG_NAME, cfg.to_dict())
     write_poison_indices(run_dir, data.poison_indices)
     preview = trigger_preview(data.train, data.poison_indices)
     if preview is not None:
         atomic_write_png(run_dir / SAMPLES_NAME, preview)
-    wandb_run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), run_dir, job_type)
+    wandb_run = start_wandb(
+        cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), run_dir, job_type, resume_id=wandb_id
+    )
     if wandb_run is not None and preview is not None:
         import wandb
 
@@ -87,10 +111,10 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dict) -> Path:
-    """Write the checkpoint and ``summary.json``, mirror both to W&B, close the W&B run."""
+def checkpoint_metadata(cfg, classes: list[str], job_type: str) -> dict:
+    """What a checkpoint of this run records to rebuild its model without the config."""
     mean, std = cfg.model.mean_std()
-    metadata = classifier_metadata(
+    return classifier_metadata(
         cfg.model.architecture,
         cfg.model.num_classes,
         classes,
@@ -98,10 +122,17 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
         mean,
         std,
         pretrained=cfg.model.pretrained,
-        job_type=run.job_type,
+        job_type=job_type,
         seed=cfg.seed,
     )
-    checkpoint = save_checkpoint(run.run_dir / CHECKPOINT_NAME, model, metadata)
+
+
+def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dict) -> Path:
+    """Write the checkpoint and ``summary.json``, mirror both to W&B, close the W&B run."""
+    metadata = checkpoint_metadata(cfg, classes, run.job_type)
+    checkpoint = run.run_dir / CHECKPOINT_NAME
+    with writing(checkpoint):
+        save_checkpoint(checkpoint, model, metadata)
     full = {
         **summary,
         "checkpoint": CHECKPOINT_NAME,
@@ -109,7 +140,8 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
         "seconds": round(time.time() - run.started, 1),
         "wandb_run_path": wandb_run_path(run.wandb_run),
     }
-    atomic_write_json(run.run_dir / SUMMARY_NAME, full)
+    with writing(run.run_dir / SUMMARY_NAME):
+        atomic_write_json(run.run_dir / SUMMARY_NAME, full)
     if run.wandb_run is not None:
         run.wandb_run.summary.update(_flatten("", summary, {}))
         log_model_artifact(run.wandb_run, checkpoint, metadata)

@@ -36,6 +36,7 @@ class TrainingSection(Section):
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions with tensor cores)
     compile: bool = False  # torch.compile the model (CUDA; slower start, faster epochs)
     aux_loss_weight: float = Field(1.0, ge=0.0)  # Inception-v3 auxiliary logits weight (reference: 1.0)
+    keep_checkpoints: int = Field(1, ge=0)  # newest per-epoch states kept for --resume; 0: none (nothing to resume)
 
 
 class DistillationSection(Section):

@@ -17,6 +17,12 @@ from utils import distributed
 from utils.distributed import ShardSampler
 from utils.errors import UserError
 from utils.seeding import seed_everything, seed_worker
+from utils.stop_signals import ignore_stop_signals
+
+
+def init_worker(worker_id: int) -> None:
+    seed_worker(worker_id)
+    ignore_stop_signals()  # Ctrl-C reaches the whole process group; the main process stops at a step boundary
 
 
 def make_loader(
@@ -29,8 +35,14 @@ def make_loader(
     sampler=None,
     device: torch.device | None = None,
     drop_last: bool = False,
+    persistent_workers: bool = True,
 ) -> DataLoader:
-    """A DataLoader whose shuffling and worker RNGs follow ``seed``."""
+    """A DataLoader whose shuffling and worker RNGs follow ``seed``.
+
+    With ``persistent_workers=False`` the workers start afresh every epoch, seeded from the loader's generator
+    (``base_seed + worker id``): their random streams are then a function of the generator's state, which a
+    training state saves. Persistent workers would carry their streams over from epoch to epoch, unsaved.
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -38,8 +50,8 @@ def make_loader(
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=device is not None and device.type == "cuda",
-        persistent_workers=num_workers > 0,
-        worker_init_fn=seed_worker,
+        persistent_workers=persistent_workers and num_workers > 0,
+        worker_init_fn=init_worker,
         generator=torch.Generator().manual_seed(seed),
         drop_last=drop_last,
     )
@@ -78,6 +90,7 @@ class TrainingSetup:
             # a last batch of one image breaks BatchNorm in training mode; drop the partial batch when there
             # is at least one full one (every image is still seen across epochs, as the shuffle changes)
             drop_last=per_process >= self.batch_size,
+            persistent_workers=False,  # worker randomness from the (saved) loader generator: exact resumes
         )
 
     def test_loader(self, dataset) -> DataLoader:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ def _process_umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_process_umask()  # what open() would give: mkstemp's private 0600 is not wanted here
+FOLDER_MODE = 0o777 & ~_process_umask()  # what mkdir() would give (mkdtemp's is 0700)
 
 
 @contextlib.contextmanager
@@ -58,6 +60,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         if is_environment_error(err):
             raise PathError(target, err, "cannot write") from err
+        raise
+
+
+def _fsync(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success its files are fsynced and it is renamed onto ``path``.
+
+    Readers see the old folder or the complete new one. A folder already at ``path`` (left by an earlier attempt
+    at the same name) is replaced.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{target.name}{TEMP_MARKER}"))
+    try:
+        yield tmp
+        for file in tmp.iterdir():
+            _fsync(file)
+        tmp.chmod(FOLDER_MODE)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        _fsync(target.parent)  # the rename itself survives a crash
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 
 from utils.errors import UserError
+
+_agreement_group = None  # gloo group for small CPU-side agreements (no GPU synchronisation under NCCL)
 
 
 def is_distributed() -> bool:
@@ -99,9 +102,49 @@ def all_gather_objects(obj) -> list:
     return gathered
 
 
+def _cpu_group():
+    global _agreement_group
+    if _agreement_group is None:  # created at the first call, which every process makes at the same point
+        _agreement_group = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    return _agreement_group
+
+
+def start_max_over_processes(value: int) -> Callable[[], int]:
+    """The largest ``value`` over all processes, started now and read by calling the result later.
+
+    A collective on CPU tensors (no GPU synchronisation) that runs in the background until it is read.
+    """
+    if not is_distributed():
+        return lambda: value
+    box = torch.tensor([value], dtype=torch.int64)
+    work = dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_cpu_group(), async_op=True)
+
+    def result() -> int:
+        work.wait()
+        return int(box.item())
+
+    return result
+
+
+def max_over_processes(value: int) -> int:
+    """The largest ``value`` over all processes (see :func:`start_max_over_processes`), waiting for it."""
+    return start_max_over_processes(value)()
+
+
+def gather_to_main(obj) -> list | None:
+    """Every process's ``obj`` (picklable), by rank, on the main process; ``None`` on the others."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * world_size() if is_main_process() else None
+    dist.gather_object(obj, gathered, dst=0, group=_cpu_group())
+    return gathered
+
+
 def shutdown() -> None:
+    global _agreement_group
     if is_distributed():
         dist.destroy_process_group()
+    _agreement_group = None
 
 
 class ShardSampler(torch.utils.data.Sampler):

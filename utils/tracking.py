@@ -1,7 +1,8 @@
 """Experiment tracking: ``metrics.jsonl`` in the run directory, mirrored to Weights & Biases when enabled.
 
-Logging never stops training: without an API key or a reachable server the W&B run is written offline
-(``wandb sync`` uploads it later), and if even that fails the run goes on with local files only.
+Logging never stops training: without an API key or a server that answers within ``init_timeout`` seconds the
+W&B run is written offline (``wandb sync`` uploads it later), and if even that fails the run goes on with local
+files only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import json
 import logging
 import math
 import os
+import ssl
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,9 @@ from utils.section import Section
 log = logging.getLogger(__name__)
 
 OFFLINE_MODES = ("offline", "disabled", "dryrun")
+# seconds to wait for the W&B server before logging offline (wandb.args.settings.init_timeout); W&B's own default
+# of 90 s, plus its retries, kept a run without network waiting almost two minutes
+DEFAULT_INIT_TIMEOUT = 15.0
 
 
 class WandbSection(Section):
@@ -41,46 +48,78 @@ class WandbSection(Section):
             unknown = sorted(set(value) - allowed)
             if unknown:
                 raise ValueError(f"unknown wandb.init argument(s) {', '.join(unknown)}; see wandb.init's docs")
+            timeout = (value.get("settings") or {}).get("init_timeout", DEFAULT_INIT_TIMEOUT)
+            if not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+                raise ValueError(f"settings.init_timeout must be a positive number of seconds, not {timeout!r}")
         return value
 
 
-def _why_not_online() -> str | None:
-    """None when W&B has credentials and answers; else the reason to go offline."""
+def _why_not_online(timeout: float) -> str | None:
+    """None when W&B has an API key and its server answers within ``timeout`` seconds; else why to go offline."""
     import wandb
 
     try:
         if not wandb.login(prompt=False, verify=False):
             return "no API key (run `wandb login` or set WANDB_API_KEY)"
-        wandb.login(prompt=False, verify=True)
-    except Exception as err:  # the server's answer, or the lack of one, comes in many exception types
-        return f"cannot reach the W&B server ({type(err).__name__}: {first_line(err, 120)})"
+    except Exception as err:  # a malformed key file, for instance
+        return f"cannot log in ({type(err).__name__}: {first_line(err, 120)})"
+    server = wandb.setup().settings.base_url
+    try:  # one plain request, through the same proxies (HTTPS_PROXY...) as W&B; any HTTP answer will do
+        urllib.request.urlopen(server, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except OSError as err:  # refused, timed out, unknown host (URLError is an OSError)
+        reason = getattr(err, "reason", err)
+        if isinstance(reason, ssl.SSLError):
+            return None  # the server answered; certificates are wandb's to judge
+        return f"{server} does not answer within {timeout:g} s ({first_line(reason, 120)})"
     return None
 
 
-def start_wandb(enabled: bool, init_args: dict, config: dict, run_dir: Path, job_type: str):
-    """``wandb.init(**init_args, config=config)``, falling back to offline mode; ``None`` when disabled."""
+def _offline_line(run, reason: str) -> str:
+    parts = Path(run.settings.sync_dir).parent / f"offline-run-*-{run.id}"  # every session of a resumed run
+    return f"W&B: {reason}; logging offline; upload later with: wandb sync {parts}"
+
+
+def start_wandb(
+    enabled: bool, init_args: dict, config: dict, run_dir: Path, job_type: str, resume_id: str | None = None
+):
+    """``wandb.init(**init_args, config=config)``, falling back to offline mode; ``None`` when disabled.
+
+    The wait for the server is bounded by ``init_args["settings"]["init_timeout"]`` (default
+    :data:`DEFAULT_INIT_TIMEOUT`); falling back is said in one line. ``resume_id`` continues that W&B run.
+    """
     if not enabled:
         return None
     import wandb
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    args = {"dir": os.fspath(run_dir), "job_type": job_type, **init_args}
+    settings = {"init_timeout": DEFAULT_INIT_TIMEOUT, **(init_args.get("settings") or {})}
+    args = {"dir": os.fspath(run_dir), "job_type": job_type, **init_args, "settings": settings}
+    if resume_id is not None:
+        args = {"id": resume_id, "resume": "allow", **args}
     mode = os.environ.get("WANDB_MODE") or args.get("mode")
-    if mode not in OFFLINE_MODES:
-        reason = _why_not_online()
-        if reason:
-            log.warning("W&B: %s; logging offline under %s (upload later with `wandb sync`)", reason, args["dir"])
-            args["mode"] = "offline"
-    for attempt in ("as configured", "offline"):
+    reason = None if mode in OFFLINE_MODES else _why_not_online(settings["init_timeout"])
+    if reason is None:
         try:
             return wandb.init(**args, config=config)
         except Exception as err:
-            log.warning("W&B: wandb.init failed %s (%s: %s)", attempt, type(err).__name__, err)
-            if args.get("mode") == "offline":
-                break
-            args["mode"] = "offline"
+            if mode in OFFLINE_MODES:
+                log.warning("W&B: wandb.init failed (%s: %s)", type(err).__name__, first_line(err, 200))
+                return _without_wandb()
+            reason = f"wandb.init failed ({type(err).__name__}: {first_line(err, 120)})"
+    offline = {**args, "mode": "offline", "settings": {**settings, "silent": True}}  # this line says it all
+    try:
+        run = wandb.init(**offline, config=config)
+    except Exception as err:
+        log.warning("W&B: %s, and offline too (%s: %s)", reason, type(err).__name__, first_line(err, 200))
+        return _without_wandb()
+    log.warning(_offline_line(run, reason))
+    return run
+
+
+def _without_wandb() -> None:
     log.warning("W&B: continuing without W&B; the run directory has every metric")
-    return None
 
 
 def _json_safe(value: Any) -> Any:
@@ -100,6 +139,15 @@ class MetricsLog:
         self.path = path
         self.wandb_run = wandb_run
         self._lines: list[str] = []
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Every record logged so far (what a training state saves)."""
+        return [json.loads(line) for line in self._lines]
+
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Go on after ``records`` (a resumed run): later lines follow them, whatever the file held after them."""
+        self._lines = [json.dumps(record) for record in records]
 
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
         record = {"step": step, **_json_safe(metrics)}
