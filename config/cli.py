@@ -11,6 +11,7 @@ from collections.abc import Callable
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.loading import load_checked_config
+from config.overrides import overrides_from_arguments
 from utils import distributed
 from utils.errors import TrainingError, UserError
 
@@ -18,8 +19,15 @@ NOISY_LOGGERS = ("diffusers", "transformers", "accelerate", "timm", "PIL", "urll
 
 
 def config_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+    # no abbreviations: --key=value words are config overrides, and --s=... must not silently mean --set
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("-c", "--config", required=True, help="YAML config file")
+    add_override_option(parser)
+    return parser
+
+
+def add_override_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY.PATH=VALUE ...``; ``parse_arguments`` adds ``key=value`` and ``--key=value`` words to it."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -27,9 +35,9 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         action="extend",
         default=[],
         metavar="KEY.PATH=VALUE",
-        help="override config values (YAML-parsed), e.g. --set training.num_epochs=5 seed=7",
+        help="override config values (YAML-parsed), e.g. --set training.num_epochs=5 seed=7; "
+        "key=value and --key=value words work too",
     )
-    return parser
 
 
 def setup_logging() -> None:
@@ -54,14 +62,23 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes."""
-    args = parser.parse_args(argv)
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """The script's flags, with ``key=value`` and ``--key=value`` words (as sweep tools pass them) put before
+    the ``--set`` overrides in ``args.overrides``; any other stray word stops with exit code 2."""
+    args, rest = parser.parse_known_args(argv)
+    try:
+        args.overrides = [*overrides_from_arguments(rest), *args.overrides]
+    except UserError as err:
+        parser.error(str(err))
+    return args
+
+
+def run_guarded(work: Callable[[], object]) -> int:
+    """Run ``work()`` with logging set up; map errors to exit codes and one line on stderr."""
     setup_logging()
     try:
         with logging_redirect_tqdm():
-            config = load_checked_config(schema, args.config, args.overrides)
-            main(config, args)
+            work()
     except UserError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
@@ -74,3 +91,9 @@ def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: li
     finally:
         distributed.shutdown()
     return 0
+
+
+def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes."""
+    args = parse_arguments(parser, argv)
+    return run_guarded(lambda: main(load_checked_config(schema, args.config, args.overrides), args))

@@ -76,6 +76,12 @@ def _read_saved(folder: Path) -> tuple[dict, dict]:
     return config, generation
 
 
+def saved_config_changes(folder: Path, cfg) -> list[str]:
+    """How ``cfg`` differs from the config ``folder`` was made with (keys that do not change the bytes aside)."""
+    saved_config, _ = _read_saved(folder)
+    return _differences(_without_runtime_keys(saved_config), _without_runtime_keys(cfg.to_dict()))
+
+
 def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: bool, clean_temporary: bool) -> str:
     """Create or check the output folder; returns 'new', 'resume' or 'overwrite'.
 

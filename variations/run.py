@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datasets.build import attack_from, build_poisoning, poisoned_indices
 from datasets.image_folder import scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
+from datasets.setting_keys import setting_keys
 from utils import distributed
 from utils.errors import UserError, first_line
 from utils.image_grid import image_grid
@@ -123,7 +124,8 @@ def _report(tag: str, stats: GenerationStats, merged: bool) -> None:
 def log_to_wandb(cfg, summary: dict, stats: GenerationStats) -> None:
     # beside the output folder, which must stay a clean ImageFolder (a wandb/ folder would become a class)
     logs = cfg.output_folder.with_name(cfg.output_folder.name + "_wandb")
-    run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), logs, "variations")
+    config = {**cfg.to_dict(), **setting_keys(cfg.to_dict(), "variations")}  # flat keys to group runs by
+    run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, config, logs, "variations")
     if run is None:
         return
     import wandb
