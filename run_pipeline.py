@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{step}", type=Path, help=f"{step} config (instead of the experiment file's)")
     p.add_argument("--out", type=Path, help="experiment folder: each setting goes to OUT/<setting>/")
     p.add_argument("--clean-student", action="store_true", help="also distil a student on the clean images")
+    p.add_argument("--dry-run", action="store_true", help="check the configs, list the steps that would run, stop")
     add_override_option(p)
     return p
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         clean_student=args.clean_student,
         overrides=args.overrides,
     )
-    return run_guarded(lambda: run_experiment(experiment_spec(command)))
+    return run_guarded(lambda: run_experiment(experiment_spec(command), dry_run=args.dry_run))
 
 
 if __name__ == "__main__":

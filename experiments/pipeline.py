@@ -116,9 +116,27 @@ def run_steps(configs: SettingConfigs) -> PipelineResult:
     return result
 
 
-def run_experiment(spec: ExperimentSpec) -> PipelineResult:
-    """Run (or finish) one setting; ends with the teacher-vs-student table in ``<setting>/results.md``."""
+def describe_plan(configs: SettingConfigs) -> str:
+    """Which steps are complete and which would run, without running anything."""
+    teacher = find_complete_run(configs.teacher)
+    steps = {"teacher": teacher is not None, "variations": variations_complete(configs.variations)}
+    for name, cfg in (("student", configs.student), ("clean_student", configs.clean_student)):
+        if cfg is not None:  # a student is complete only for the teacher run it would be given
+            cfg.distillation.teacher_model = str(teacher)
+            steps[name] = teacher is not None and find_complete_run(cfg) is not None
+    lines = [f"setting {configs.folder}: the configs agree"]
+    lines += [f"  {name}: {'complete, skipped' if done else 'would run'}" for name, done in steps.items()]
+    return "\n".join(lines)
+
+
+def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResult | None:
+    """Run (or finish) one setting; ends with the teacher-vs-student table in ``<setting>/results.md``.
+
+    ``dry_run``: check the configs and say which steps would run, then stop (nothing is written)."""
     configs = resolve_configs(spec)  # every config validated and checked: nothing has been written yet
+    if dry_run:
+        log.info("%s", describe_plan(configs))
+        return None
     device = distributed.resolve_device(configs.teacher.training.device)
     distributed.init_from_environment(use_cuda=device.type == "cuda")
     log.info("setting: %s", configs.folder)

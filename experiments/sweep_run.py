@@ -32,6 +32,9 @@ def report_to_sweep(sweep: dict[str, str], config: dict, results: dict, folder: 
     """Log ``results`` (flat metric names) in the agent's run; nothing when not under an agent."""
     if "WANDB_SWEEP_ID" not in sweep:
         return
+    import wandb
+
+    wandb.teardown()  # W&B read the environment at its first run, without the agent's variables: read it again
     run = start_wandb(True, {}, config, folder / "sweep_wandb", "pipeline")
     if run is not None:
         run.summary.update(results)
