@@ -62,8 +62,8 @@ def run_demo(args: argparse.Namespace) -> None:
     overrides = [f"dataset.root_train={args.data}/train", f"dataset.root_test={args.data}/test"]
     if args.epochs:  # the demo's cosine schedule spans the whole run
         overrides += [f"training.num_epochs={args.epochs}", f"lr_scheduler.CosineAnnealingLR.T_max={args.epochs}"]
+    overrides += choose_backend()
     command = CommandLine(EXPERIMENT, output=out / "experiments", clean_student=True, overrides=overrides)
-    command.overrides.extend(choose_backend())
     result = run_experiment(experiment_spec(command))
     summaries = {**result.summaries, "student_clean": result.summaries["clean_student"]}
     results = build_results(summaries, result.backend, time.perf_counter() - started)

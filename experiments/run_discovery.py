@@ -62,10 +62,10 @@ def find_complete_run(cfg) -> Path | None:
     """The newest complete run in ``cfg.training.save_path`` made with ``cfg`` (runtime keys aside)."""
     folder = Path(cfg.training.save_path)
     wanted = _without_runtime_keys(cfg.to_dict())
-    candidates = sorted(folder.iterdir(), key=lambda p: p.name, reverse=True) if folder.is_dir() else []
-    for run_dir in candidates:
-        saved = read_yaml_file(run_dir / CONFIG_NAME) if run_dir.is_dir() else None
-        if saved is not None and is_complete(run_dir) and _without_runtime_keys(saved) == wanted:
+    complete = [path for path in folder.iterdir() if is_complete(path)] if folder.is_dir() else []
+    for run_dir in sorted(complete, key=lambda path: (path / SUMMARY_NAME).stat().st_mtime, reverse=True):
+        saved = read_yaml_file(run_dir / CONFIG_NAME)
+        if saved is not None and _without_runtime_keys(saved) == wanted:
             return run_dir
     return None
 
