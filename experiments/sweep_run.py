@@ -39,3 +39,4 @@ def report_to_sweep(sweep: dict[str, str], config: dict, results: dict, folder: 
     if run is not None:
         run.summary.update(results)
         run.finish()
+    wandb.teardown()  # later runs in this process must not inherit the sweep
