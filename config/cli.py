@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.loading import load_checked_config, load_resumed_config
+from config.overrides import overrides_from_arguments
 from training.resumption import RESUMABLE_KEYS, check_resumable
 from utils import distributed
 from utils.errors import RunInterrupted, TrainingError, UserError, describe_os_error, is_environment_error
@@ -24,7 +25,8 @@ NOISY_LOGGERS = ("diffusers", "transformers", "accelerate", "timm", "PIL", "urll
 
 def config_parser(description: str, resumable: bool = False) -> argparse.ArgumentParser:
     """``-c CONFIG [--set KEY=VALUE ...]``; ``resumable`` adds ``--resume RUN_DIR`` (instead of ``-c``)."""
-    parser = argparse.ArgumentParser(description=description)
+    # no abbreviations: --key=value words are config overrides, and --s=... must not silently mean --set
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("-c", "--config", required=not resumable, help="YAML config file")
     if resumable:
         parser.add_argument(
@@ -34,6 +36,12 @@ def config_parser(description: str, resumable: bool = False) -> argparse.Argumen
             help="go on with a stopped run in RUN_DIR, with its saved config (no -c; --set only for "
             f"{', '.join(RESUMABLE_KEYS)})",
         )
+    add_override_option(parser)
+    return parser
+
+
+def add_override_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY.PATH=VALUE ...``; ``parse_arguments`` adds ``key=value`` and ``--key=value`` words to it."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -41,9 +49,9 @@ def config_parser(description: str, resumable: bool = False) -> argparse.Argumen
         action="extend",
         default=[],
         metavar="KEY.PATH=VALUE",
-        help="override config values (YAML-parsed), e.g. --set training.num_epochs=5 seed=7",
+        help="override config values (YAML-parsed), e.g. --set training.num_epochs=5 seed=7; "
+        "key=value and --key=value words work too",
     )
-    return parser
 
 
 def setup_logging() -> None:
@@ -68,9 +76,8 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def resume_command(run_dir: Path) -> str:
-    """The command that resumes ``run_dir``, launched as this process was (``python`` or single-node torchrun)."""
-    script = [sys.argv[0], "--resume", os.fspath(run_dir)]
+def launch_command(script: list[str]) -> str:
+    """``script`` (the script and its arguments) launched as this process was (``python`` or single-node torchrun)."""
     if distributed.launched_by_torchrun():
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         nodes = int(os.environ.get("WORLD_SIZE", "1")) // per_node
@@ -81,6 +88,17 @@ def resume_command(run_dir: Path) -> str:
     # "python" when it names this very interpreter (symlinks not followed: a venv's python links to the base one)
     same = Path(shutil.which("python") or "").absolute() == Path(sys.executable).absolute()
     return shlex.join(["python" if same else sys.executable, *script])
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes ``run_dir`` with this script (``--resume``)."""
+    return launch_command([sys.argv[0], "--resume", os.fspath(run_dir)])
+
+
+def same_command(script: str, argv: list[str] | None) -> Callable[[Path], str]:
+    """How to resume for scripts that find their stopped runs themselves (``run_pipeline.py``): the same command."""
+    words = [sys.argv[0], *sys.argv[1:]] if argv is None else [script, *argv]
+    return lambda run_dir: launch_command(words)
 
 
 def load_script_config(schema, parser: argparse.ArgumentParser, args: argparse.Namespace):
@@ -103,21 +121,36 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0  # also before (or after) the process group exists
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """The script's flags, with ``key=value`` and ``--key=value`` words (as sweep tools pass them) put before
+    the ``--set`` overrides in ``args.overrides``; any other stray word stops with exit code 2."""
+    args, rest = parser.parse_known_args(argv)
+    try:
+        args.overrides = [*overrides_from_arguments(rest), *args.overrides]
+    except UserError as err:
+        parser.error(str(err))
+    return args
+
+
 def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes.
+    """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes."""
+    args = parse_arguments(parser, argv)
+    return run_guarded(lambda: main(load_script_config(schema, parser, args), args))
+
+
+def run_guarded(work: Callable[[], object], how_to_resume: Callable[[Path], str] = resume_command) -> int:
+    """Run ``work()`` with logging set up; map errors to exit codes and one line on stderr.
 
     0: done; 1: training cannot go on (e.g. a non-finite loss, a full disk); 2: bad input; 128 + n: stopped by
     signal n (130: SIGINT, 143: SIGTERM). A run that can be resumed ends with one line giving the command.
     """
-    args = parser.parse_args(argv)
     setup_logging()
     try:
         with logging_redirect_tqdm():
-            config = load_script_config(schema, parser, args)
-            main(config, args)
+            work()
     except RunInterrupted as err:
         if _is_main_process():  # one line, not one per process
-            command = resume_command(err.run_dir) if err.run_dir is not None else "run it again"
+            command = how_to_resume(err.run_dir) if err.run_dir is not None else "run it again"
             print(f"{err} {command}", file=sys.stderr)
         return err.exit_code
     except StopRequested as err:  # before the run directory existed

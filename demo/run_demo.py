@@ -1,38 +1,37 @@
-"""Run the method end to end with the real scripts and the configs in configs/demo/.
+"""Run the method end to end on the demo dataset: ``run_pipeline.py`` with configs/demo/experiment.yaml.
 
 1. generate the demo dataset (demo_data/);
-2. train a BadNets teacher (train_teacher.py);
-3. make variations of its poisoned training set (generate_variations.py): Versatile Diffusion when its
-   weights are in the local HuggingFace cache and a GPU is present, else the ``classical`` baseline;
-4. distil a student on the variations, and one on the clean training images for reference
-   (train_student.py);
-5. write demo_results/results.md, results.json and samples.png, and print the table.
+2. the pipeline: a BadNets teacher, variations of its poisoned training set (Versatile Diffusion when its
+   weights are in the local HuggingFace cache and a GPU is present, else the ``classical`` baseline), a
+   student distilled on them, and one on the clean training images for reference;
+3. write demo_results/results.md, results.json and samples.png, and print the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from config.cli import run_guarded
 from demo.dataset import generate_demo_dataset
 from demo.report import build_results, samples_figure, write_results
+from experiments.experiment_file import CommandLine, experiment_spec
+from experiments.pipeline import run_experiment
 
-CONFIGS = Path("configs/demo")
+EXPERIMENT = Path("configs/demo/experiment.yaml")
 VD_MODEL = "shi-labs/versatile-diffusion"
 VD_OVERRIDES = [  # Versatile Diffusion settings sized for a demo: 256 px, 25 DPM-Solver steps
-    "diffusion.backend=versatile_diffusion",
-    "diffusion.height=256",
-    "diffusion.width=256",
-    "diffusion.inference_steps=25",
-    "diffusion.scheduler=DPMSolverMultistepScheduler",
-    "dataset.batch_size=16",
+    "variations.diffusion.backend=versatile_diffusion",
+    "variations.diffusion.height=256",
+    "variations.diffusion.width=256",
+    "variations.diffusion.inference_steps=25",
+    "variations.diffusion.scheduler=DPMSolverMultistepScheduler",
+    "variations.dataset.batch_size=16",
 ]
 
 
@@ -42,29 +41,35 @@ def versatile_diffusion_cached() -> bool:
     return isinstance(try_to_load_from_cache(VD_MODEL, "model_index.json"), str)
 
 
-def choose_backend() -> tuple[str, list[str]]:
+def choose_backend() -> list[str]:
     if versatile_diffusion_cached():
         if torch.cuda.is_available():
             print(f"variations: Versatile Diffusion ({VD_MODEL}, found in the HuggingFace cache)")
-            return "versatile_diffusion", VD_OVERRIDES
+            return VD_OVERRIDES
         print("variations: Versatile Diffusion is cached but there is no GPU (it would take hours on a CPU)")
     else:
         print(f"variations: {VD_MODEL} is not in the local HuggingFace cache")
     print("variations: using the CLASSICAL BASELINE (image processing, no generative model)")
-    return "classical", []
+    return []
 
 
-def run(script: str, config: Path, *overrides: str) -> None:
-    command = [sys.executable, script, "-c", str(config)]
-    if overrides:
-        command += ["--set", *overrides]
-    print(f"\n$ {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True)
-
-
-def only_run_dir(folder: Path) -> Path:
-    (run_dir,) = sorted(p for p in folder.iterdir() if p.is_dir())
-    return run_dir
+def run_demo(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    generate_demo_dataset(args.data, train_per_class=args.train_per_class, test_per_class=args.test_per_class)
+    print(f"demo dataset: {args.data}/train and {args.data}/test")
+    overrides = [f"dataset.root_train={args.data}/train", f"dataset.root_test={args.data}/test"]
+    if args.epochs:  # the demo's cosine schedule spans the whole run
+        overrides += [f"training.num_epochs={args.epochs}", f"lr_scheduler.CosineAnnealingLR.T_max={args.epochs}"]
+    overrides += choose_backend()
+    command = CommandLine(EXPERIMENT, output=out / "experiments", clean_student=True, overrides=overrides)
+    result = run_experiment(experiment_spec(command))
+    summaries = {**result.summaries, "student_clean": result.summaries["clean_student"]}
+    results = build_results(summaries, result.backend, time.perf_counter() - started)
+    samples_figure(result.run_dirs["teacher"], result.run_dirs["variations"], out / "samples.png")
+    table = write_results(results, out)
+    print(f"\n{table}\n\nresults: {out}/results.md, {out}/results.json, {out}/samples.png")
 
 
 def main() -> None:
@@ -75,46 +80,4 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=200, help="demo training images per class")
     parser.add_argument("--test-per-class", type=int, default=50, help="demo test images per class")
     args = parser.parse_args()
-    started = time.perf_counter()
-    out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    generate_demo_dataset(args.data, train_per_class=args.train_per_class, test_per_class=args.test_per_class)
-    print(f"demo dataset: {args.data}/train and {args.data}/test")
-    data = [f"dataset.root_train={args.data}/train", f"dataset.root_test={args.data}/test"]
-    # the demo's cosine schedule spans the whole run
-    epochs = [f"training.num_epochs={args.epochs}", f"lr_scheduler.CosineAnnealingLR.T_max={args.epochs}"]
-    epochs = epochs if args.epochs else []
-    runs = out / "runs"
-
-    run("train_teacher.py", CONFIGS / "teacher.yaml", *data, f"training.save_path={runs}/teacher", *epochs)
-    teacher_dir = only_run_dir(runs / "teacher")
-
-    backend, backend_overrides = choose_backend()
-    variations = out / "variations"
-    run(
-        "generate_variations.py",
-        CONFIGS / "variations.yaml",
-        f"dataset.root={args.data}/train",
-        f"output_folder={variations}",
-        *backend_overrides,
-    )
-    student = [f"distillation.teacher_model={teacher_dir}", *epochs]
-    run(
-        "train_student.py",
-        CONFIGS / "student.yaml",
-        *data,
-        f"dataset.root_train={variations}",
-        f"training.save_path={runs}/student",
-        *student,
-    )
-    run("train_student.py", CONFIGS / "student_clean.yaml", *data, f"training.save_path={runs}/student_clean", *student)
-
-    summaries = {
-        "teacher": json.loads((teacher_dir / "summary.json").read_text()),
-        "student": json.loads((only_run_dir(runs / "student") / "summary.json").read_text()),
-        "student_clean": json.loads((only_run_dir(runs / "student_clean") / "summary.json").read_text()),
-    }
-    results = build_results(summaries, backend, time.perf_counter() - started)
-    samples_figure(teacher_dir, variations, out / "samples.png")
-    table = write_results(results, out)
-    print(f"\n{table}\n\nresults: {out}/results.md, {out}/results.json, {out}/samples.png")
+    sys.exit(run_guarded(lambda: run_demo(args)))

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from config.errors import section_models
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
+from experiments.experiment_file import ExperimentFile
 from tests.conftest import REPO, SHARED_DATA, free_port, make_image_folder, script_env
 
 README = (REPO / "README.md").read_text()
@@ -43,7 +44,7 @@ def key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     return paths
 
 
-@pytest.mark.parametrize("schema", [TeacherConfig, StudentConfig, VariationConfig])
+@pytest.mark.parametrize("schema", [TeacherConfig, StudentConfig, VariationConfig, ExperimentFile])
 def test_every_config_key_is_in_the_reference(schema):
     missing = [path for path in key_paths(schema) if f"`{path}`" not in README]
     assert not missing, f"README's configuration reference lacks {missing}"

@@ -6,6 +6,7 @@ a real file-size limit (RLIMIT_FSIZE: the kernel refuses the write with EFBIG, a
 
 import json
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -59,13 +60,13 @@ def resume_line(err: str) -> str:
 class WhenAStateExists:
     """Run ``action`` from another thread as soon as the first epoch's state is on disk (while the block runs)."""
 
-    def __init__(self, runs: Path, action):
-        self.runs, self.action, self.done = runs, action, threading.Event()
+    def __init__(self, runs: Path, action, pattern: str = "*"):
+        self.runs, self.action, self.pattern, self.done = runs, action, pattern, threading.Event()
         self.thread = threading.Thread(target=self.watch, daemon=True)
 
     def watch(self):
         while not self.done.is_set():
-            if list(self.runs.glob("*/checkpoints/epoch_0001")):
+            if list(self.runs.glob(f"{self.pattern}/checkpoints/epoch_0001")):
                 self.action()
                 return
             time.sleep(0.002)
@@ -289,7 +290,9 @@ def test_resume_refuses_another_config_and_unsafe_overrides_and_keeps_the_wandb_
     assert [r["step"] for r in metrics(run_dir)] == [1, 2]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["num_epochs"] == 2
     sessions = sorted(run_dir.glob("wandb/offline-run-*"))
-    assert len(sessions) == 2 and len({path.name.rsplit("-", 1)[1] for path in sessions}) == 1  # one W&B run id
+    # offline-run-<time>-<id>, with "-1" added when both sessions started within the same second
+    run_ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(\w+?)(-\d+)?", path.name).group(1) for path in sessions}
+    assert len(sessions) == 2 and len(run_ids) == 1  # one W&B run id
 
 
 SCHEDULERS = {

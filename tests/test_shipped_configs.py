@@ -7,6 +7,8 @@ import pytest
 from config.loading import load_config
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from config.yaml_files import read_layered_yaml
+from experiments.experiment_file import CommandLine, experiment_spec
+from experiments.step_configs import resolve_configs
 from tests.conftest import write_config
 from utils.errors import UserError
 
@@ -30,7 +32,28 @@ def test_teacher_configs_validate(name, image_data):
     assert config.lr_scheduler == {"MultiStepLR": {"milestones": [30, 50], "gamma": 0.1}}
 
 
-ALL_CONFIGS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
+def is_experiment(path: Path) -> bool:
+    return isinstance(read_layered_yaml(path).get("student"), str)
+
+
+EXPERIMENTS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if is_experiment(p))
+SWEEPS = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if "program" in read_layered_yaml(p))
+# step configs of experiments: checked together by test_experiment_files_resolve (alone they lack wired keys)
+STEP_CONFIGS = {
+    str(
+        (CONFIGS / experiment)
+        .parent.joinpath(read_layered_yaml(CONFIGS / experiment)[step])
+        .resolve()
+        .relative_to(CONFIGS)
+    )
+    for experiment in EXPERIMENTS
+    for step in ("teacher", "variations", "student")
+}
+ALL_CONFIGS = sorted(
+    name
+    for name in (str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
+    if name not in {*EXPERIMENTS, *SWEEPS, *STEP_CONFIGS}
+)
 
 
 def schema_and_overrides(path, image_data, tmp_path):
@@ -54,6 +77,38 @@ def test_every_shipped_config_validates(name, image_data, tmp_path):
     schema, overrides = schema_and_overrides(CONFIGS / name, image_data, tmp_path)
     config = load_config(schema, CONFIGS / name, overrides)
     assert (config.backdoor is None) == (name in BASE_FILES)  # every experiment names its attack
+
+
+def sweep_teachers(experiment: str) -> list[str]:
+    """The teachers the sweep files run with this experiment file (their attack grid)."""
+    teachers = []
+    for sweep in SWEEPS:
+        data = read_layered_yaml(CONFIGS / sweep)
+        if str(CONFIGS.parent / data["command"][data["command"].index("-c") + 1]) == str(CONFIGS / experiment):
+            teachers += data["parameters"]["teacher"]["values"]
+    return teachers
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_files_resolve(name, image_data, monkeypatch):
+    """Every experiment file, with every teacher its sweep grid uses, gives three configs that agree."""
+    monkeypatch.chdir(CONFIGS.parent)
+    for teacher in [None, *sweep_teachers(name)]:
+        command = CommandLine(
+            CONFIGS / name, {"teacher": teacher and Path(teacher)}, overrides=data_overrides(image_data)
+        )
+        configs = resolve_configs(experiment_spec(command))
+        assert configs.variations.backdoor == configs.teacher.backdoor is not None
+        assert configs.variations.seed == configs.student.seed == configs.teacher.seed
+
+
+def test_sweeps_are_grids_over_attack_rate_and_seed():
+    assert SWEEPS
+    for sweep in SWEEPS:
+        data = read_layered_yaml(CONFIGS / sweep)
+        assert data["program"] == "run_pipeline.py" and data["method"] == "grid"
+        assert set(data["parameters"]) == {"teacher", "backdoor.poisoning_rate", "seed"}
+        assert sweep_teachers(data["command"][data["command"].index("-c") + 1].removeprefix("configs/"))
 
 
 def test_reference_names_are_aliases():

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.checkpoint import save_checkpoint
@@ -339,6 +340,13 @@ def test_student_cli_end_to_end_with_wandb_offline(tmp_path, teacher_run):
     assert any("results/teacher_vs_student/_type" in row for row in wandb_records.history(records))
     wb_config = wandb_records.config(records)
     assert wb_config["distillation"]["teacher_model"] == str(teacher_dir) and "teacher_artifact" in wb_config
+    # a folder that generate_variations.py did not write: the upper-bound student; the rate is the teacher's
+    teacher_rate = yaml.safe_load((teacher_dir / "config.yaml").read_text())["backdoor"]["poisoning_rate"]
+    assert (wb_config["role"], wb_config["variation_backend"], wb_config["poisoning_rate"]) == (
+        "clean_student",
+        None,
+        teacher_rate,
+    )
 
     # a student can itself serve as a teacher
     again = student_config_dict(data, variations, tmp_path / "grandchildren", str(run_dir))

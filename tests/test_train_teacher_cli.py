@@ -69,6 +69,9 @@ def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
     assert wb_summary["attack_success_rate"] == summary["attack_success_rate"]
     wb_config = wandb_records.config(records)
     assert wb_config["checkpoint_artifact"].startswith("model-") and wb_config["backdoor"]["target_idx"] == 0
+    flat = [wb_config[key] for key in ("attack", "poisoning_rate", "target_type", "role", "seed")]
+    assert flat == ["PatchBackdoor", 0.5, "all_to_one", "teacher", 3]  # the flat keys W&B's table groups by
+    assert summary["setting"]["role"] == "teacher" and summary["setting"]["variation_backend"] is None
     (artifact,) = wandb_records.artifacts(records)
     assert artifact.type == "model" and [m.path for m in artifact.manifest.contents] == ["model.safetensors"]
 

@@ -327,6 +327,13 @@ def test_wandb_offline_summary_and_grid_beside_the_output(tmp_path, source, tiny
     records = wandb_records.read_records(wandb_records.offline_run_file(tmp_path / "out_wandb"))
     summary = wandb_records.summary(records)
     assert summary["written"] == 12 and summary["skipped"] == 0 and summary["images_per_second"] > 0
+    flat = wandb_records.config(records)
+    assert (flat["role"], flat["variation_backend"], flat["attack"], flat["seed"]) == (
+        "variations",
+        "versatile_diffusion",
+        "PatchBackdoor",
+        5,
+    )
     assert any("samples/source_vs_variation/_type" in row for row in wandb_records.history(records))
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from datasets.build import ExperimentData
 from datasets.previews import trigger_preview
+from datasets.setting_keys import setting_keys
 from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from models.classifier_factory import classifier_metadata
 from utils import distributed
@@ -54,6 +55,7 @@ class Run:
     metrics: MetricsLog
     wandb_run: object = None
     started: float = field(default_factory=time.time)
+    setting: dict = field(default_factory=dict)  # flat grouping keys (attack, rate, role...), see setting_keys
 
 
 def create_run_dir(save_path: Path, name: str) -> Path:
@@ -91,15 +93,15 @@ def start_run(
     preview = trigger_preview(data.train, data.poison_indices)
     if preview is not None:
         atomic_write_png(run_dir / SAMPLES_NAME, preview)
-    wandb_run = start_wandb(
-        cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), run_dir, job_type, resume_id=wandb_id
-    )
+    setting = setting_keys(cfg.to_dict(), job_type)
+    config = {**cfg.to_dict(), **setting}  # flat keys beside the nested config: W&B's table groups by them
+    wandb_run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, config, run_dir, job_type, resume_id=wandb_id)
     if wandb_run is not None and preview is not None:
         import wandb
 
         wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="top: clean, bottom: triggered")})
     log.info("run directory: %s", run_dir)
-    return Run(run_dir, job_type, MetricsLog(run_dir / METRICS_NAME, wandb_run), wandb_run)
+    return Run(run_dir, job_type, MetricsLog(run_dir / METRICS_NAME, wandb_run), wandb_run, setting=setting)
 
 
 def _flatten(prefix: str, value, out: dict) -> dict:
@@ -139,6 +141,7 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
         "architecture": cfg.model.architecture,
         "seconds": round(time.time() - run.started, 1),
         "wandb_run_path": wandb_run_path(run.wandb_run),
+        "setting": run.setting,
     }
     with writing(run.run_dir / SUMMARY_NAME):
         atomic_write_json(run.run_dir / SUMMARY_NAME, full)

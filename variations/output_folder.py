@@ -78,6 +78,12 @@ def _read_saved(folder: Path) -> tuple[dict, dict]:
     return config, generation
 
 
+def saved_config_changes(folder: Path, cfg) -> list[str]:
+    """How ``cfg`` differs from the config ``folder`` was made with (keys that do not change the bytes aside)."""
+    saved_config, _ = _read_saved(folder)
+    return _differences(_without_runtime_keys(saved_config), _without_runtime_keys(cfg.to_dict()))
+
+
 def _clear(folder: Path) -> None:
     """Everything in ``folder`` but the locks of the jobs working on it (this one's included)."""
     for child in folder.iterdir():

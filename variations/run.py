@@ -11,6 +11,7 @@ from pathlib import Path
 from datasets.build import attack_from, build_poisoning, poisoned_indices
 from datasets.image_folder import check_images, scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
+from datasets.setting_keys import setting_keys
 from utils import distributed
 from utils.errors import UserError, first_line
 from utils.folder_lock import PartLock
@@ -152,7 +153,8 @@ def _report(tag: str, stats: GenerationStats, merged: bool) -> None:
 def log_to_wandb(cfg, summary: dict, stats: GenerationStats) -> None:
     # beside the output folder, which must stay a clean ImageFolder (a wandb/ folder would become a class)
     logs = cfg.output_folder.with_name(cfg.output_folder.name + "_wandb")
-    run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, cfg.to_dict(), logs, "variations")
+    config = {**cfg.to_dict(), **setting_keys(cfg.to_dict(), "variations")}  # flat keys to group runs by
+    run = start_wandb(cfg.wandb.enable_logging, cfg.wandb.args, config, logs, "variations")
     if run is None:
         return
     import wandb

@@ -1,0 +1,42 @@
+"""Aggregate teacher and student runs over seeds: tables (Markdown, CSV, LaTeX) and plots.
+
+    python collect_results.py results/experiments
+    python collect_results.py results/experiments more_runs/ --out tables --group-by attack,poisoning_rate,role
+
+Finds run directories under the paths, groups them by setting (default: dataset_name, architecture,
+attack, poisoning_rate, target_type, variation_backend, role; any dotted config key works too) and writes
+mean ± standard deviation and n of CA, ASR, RA and DER. Incomplete and superseded runs are listed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from config.cli import run_guarded
+from experiments.aggregate import DEFAULT_GROUP_BY
+from experiments.collect import collect_results
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("paths", nargs="+", type=Path, help="folders to search for run directories")
+    p.add_argument("--out", type=Path, default=Path("results/tables"), help="where tables and plots go")
+    p.add_argument(
+        "--group-by",
+        default=",".join(DEFAULT_GROUP_BY),
+        metavar="KEY,...",
+        help="setting keys or dotted config keys that define a group (default: %(default)s)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    group_by = tuple(key.strip() for key in args.group_by.split(",") if key.strip())
+    return run_guarded(lambda: collect_results(args.paths, args.out, group_by))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``collect_results.py``: find runs, group them by setting, write tables and plots, list what was left out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from experiments.aggregate import Group, aggregate, mark_superseded
+from experiments.result_plots import write_plots
+from experiments.result_tables import write_tables
+from experiments.run_discovery import FoundRun, find_runs
+from utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def collect_results(paths: list[Path], out: Path, group_by: tuple[str, ...]) -> tuple[list[Group], list[FoundRun]]:
+    """Write results.md, results.csv, runs.csv, results.tex and the plots into ``out``."""
+    missing = [str(path) for path in paths if not Path(path).exists()]
+    if missing:
+        raise UserError(f"not found: {', '.join(missing)}")
+    runs = find_runs(paths)
+    if not runs:
+        where = ", ".join(map(str, paths))
+        raise UserError(f"no teacher or student run directories (config.yaml with a training section) under {where}")
+    mark_superseded(runs, group_by)
+    groups = aggregate(runs, group_by)
+    text = write_tables(groups, runs, group_by, out)
+    plots = write_plots(groups, group_by, out)
+    counted = sum(run.complete for run in runs)
+    log.info("%s\n", text)
+    log.info(
+        "%d runs found, %d counted in %d groups, %d not counted; wrote %s/results.md, results.csv, runs.csv, "
+        "results.tex%s",
+        len(runs),
+        counted,
+        len(groups),
+        len(runs) - counted,
+        out,
+        "".join(f", {path.name}" for path in plots),
+    )
+    return groups, runs

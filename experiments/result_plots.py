@@ -1,0 +1,106 @@
+"""Plots of the aggregated results (PNG through matplotlib's ``Figure``, drawn by Agg: no display, no pyplot).
+
+``teacher_vs_student.png``: CA and ASR of every model (teacher, students by variation backend, clean
+student) per setting, as bars with ± one standard deviation. ``rate_sweep.png`` (when the poisoning rate
+varies): CA and ASR against the rate, one line per model and attack, with error bars.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from experiments.aggregate import Group
+from experiments.result_tables import split_keys
+from utils.atomic_io import atomic_path
+
+log = logging.getLogger(__name__)
+
+PANELS = (("clean_accuracy", "clean accuracy (%)"), ("attack_success_rate", "attack success rate (%)"))
+SETTING_KEYS = ("dataset_name", "architecture", "attack", "target_type", "poisoning_rate")  # x-axis labels
+MODEL_KEYS = ("role", "variation_backend")  # one bar / line per model
+
+
+def _label(group: Group, keys: list[str]) -> str:
+    values = []
+    for key in keys:
+        value = group.keys.get(key)
+        if value is not None:
+            values.append(f"rate {100 * value:g} %" if key == "poisoning_rate" else str(value))
+    return "\n".join(values) or "all runs"
+
+
+def _model(group: Group) -> str:
+    role, backend = group.keys.get("role"), group.keys.get("variation_backend")
+    return f"{role.replace('_', ' ')} ({backend})" if backend else role.replace("_", " ")
+
+
+def _value(group: Group, metric: str) -> tuple[float, float]:
+    stat = group.stats[metric]
+    return (100 * stat.mean, 100 * (stat.std or 0.0)) if stat else (float("nan"), 0.0)
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+
+
+def bar_chart(groups: list[Group], varying: list[str], path: Path) -> None:
+    label_keys = [k for k in SETTING_KEYS if k in varying] or [k for k in SETTING_KEYS if k == "attack"]
+    settings = list(dict.fromkeys(_label(g, label_keys) for g in groups))
+    models = list(dict.fromkeys(_model(g) for g in groups))
+    width = 0.8 / len(models)
+    figure = Figure(figsize=(max(8.0, 3.2 * len(settings)), 3.8), layout="constrained")
+    axes = figure.subplots(1, 2, squeeze=False)
+    for axis, (metric, title) in zip(axes[0], PANELS, strict=True):
+        for m, model in enumerate(models):
+            chosen = [(settings.index(_label(g, label_keys)), *_value(g, metric)) for g in groups if _model(g) == model]
+            xs = [x + (m - (len(models) - 1) / 2) * width for x, _, _ in chosen]
+            axis.bar(xs, [v for _, v, _ in chosen], width, yerr=[e for _, _, e in chosen], capsize=3, label=model)
+        axis.set_xticks(range(len(settings)), settings)
+        axis.set_ylim(0, 105)
+        axis.set_ylabel(title)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][1].legend(fontsize="small", loc="upper right")
+    figure.suptitle("teacher vs. students: mean ± std over seeds")
+    _save(figure, path)
+
+
+def rate_chart(groups: list[Group], varying: list[str], path: Path) -> None:
+    line_keys = [k for k in SETTING_KEYS if k in varying and k != "poisoning_rate"]
+    lines: dict[str, list[Group]] = {}
+    for group in groups:
+        if group.keys.get("poisoning_rate") is not None:
+            name = " · ".join(filter(None, [_label(group, line_keys).replace("\n", " "), _model(group)]))
+            lines.setdefault(name.removeprefix("all runs · "), []).append(group)
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = figure.subplots(1, 2, squeeze=False)
+    for axis, (metric, title) in zip(axes[0], PANELS, strict=True):
+        for name, members in lines.items():
+            members = sorted(members, key=lambda g: g.keys["poisoning_rate"])
+            values = [_value(g, metric) for g in members]
+            rates = [100 * g.keys["poisoning_rate"] for g in members]
+            axis.errorbar(rates, [v for v, _ in values], yerr=[e for _, e in values], marker="o", capsize=3, label=name)
+        axis.set_xlabel("poisoning rate (%)")
+        axis.set_ylabel(title)
+        axis.set_ylim(-2, 105)
+        axis.grid(alpha=0.3)
+    axes[0][1].legend(fontsize="small")
+    figure.suptitle("attack and accuracy against the poisoning rate: mean ± std over seeds")
+    _save(figure, path)
+
+
+def write_plots(groups: list[Group], group_by: tuple[str, ...], out: Path) -> list[Path]:
+    """The plots that fit the groups; returns their paths."""
+    if not groups or "role" not in group_by:
+        log.info("plots: skipped (%s)", "no complete runs" if not groups else "--group-by has no role")
+        return []
+    varying, _ = split_keys(groups, group_by)
+    written = [out / "teacher_vs_student.png"]
+    bar_chart(groups, varying, written[0])
+    if "poisoning_rate" in varying:
+        written.append(out / "rate_sweep.png")
+        rate_chart(groups, varying, written[1])
+    return written
