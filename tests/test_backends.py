@@ -72,10 +72,18 @@ def records(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
 
 
+# shared settings exercised on the way: a swapped scheduler, embedding noise, Lab colour transfer
+EXTRA = {
+    "stable_unclip": {"scheduler": "DPMSolverMultistepScheduler", "noise_level": 100},
+    "kandinsky22": {"scheduler": "DPMSolverMultistepScheduler"},
+    "sd_img2img": {"color_transfer": "lab"},
+}
+
+
 @pytest.mark.parametrize("backend", DIFFUSION_BACKENDS)
 def test_backend_generates_resumes_to_the_same_bytes_and_trains_a_student(tmp_path, backend, models, data):
     out = tmp_path / "out"
-    config = backend_config(data, out, models, backend)
+    config = backend_config(data, out, models, backend, **EXTRA.get(backend, {}))
     assert generate(tmp_path, config) == 0
     first = png_bytes(out)
     assert len(first) == 12 and len(records(out)) == 12  # 6 images × 2 variations
