@@ -98,6 +98,7 @@ def run_one(args, models: dict, backend: str, batch_size: int, name: str, compil
         "batch_size": batch_size,
         "scheduler": scheduler or "default",
         "steps": steps,
+        "denoising_steps": int(steps * getattr(diffusion, "strength", 1.0)),  # img2img runs strength × steps
         "resolution": f"{diffusion.height}x{diffusion.width}",
         "compile": compiled,
         "images": stats.written,

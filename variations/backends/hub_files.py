@@ -1,11 +1,12 @@
 """Fetch from the HuggingFace hub only the files a pipeline loads.
 
-diffusers' ``from_pretrained(<hub id>)`` downloads every component the repository's ``model_index.json``
-lists, whichever pipeline class asks: Versatile Diffusion's text UNet and text encoder come along with the
-image-variation parts, an SD 1.x checkpoint brings its safety checker, Kandinsky's prior repository its 1 B
-prior transformer. Here the component folders are the ones the backend loads, and each folder contributes its
-configuration files plus one weight format: plain safetensors (no ``fp16``/``ema`` variants, no ``.bin``
-twin), else plain PyTorch ``.bin``. Root-level single-file checkpoints are never fetched.
+diffusers' ``from_pretrained(<hub id>)`` (0.42: ``DiffusionPipeline.download``) fetches every component folder the
+repository's ``model_index.json`` lists, less those passed in as arguments; a part the requested pipeline class
+does not take cannot be passed, so Versatile Diffusion's text UNet, text encoder and tokenizer come along with
+the image-variation parts. Here the folders are the components the backend loads (the pipeline class's
+arguments, less the ones it skips: safety checkers, Kandinsky's prior transformer and text encoder), and each
+folder contributes its configuration files plus one weight format: plain safetensors (no ``fp16``/``ema``
+variants, no ``.bin`` twin), else plain PyTorch ``.bin``. Root-level single-file checkpoints are never fetched.
 """
 
 from __future__ import annotations
