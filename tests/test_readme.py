@@ -138,7 +138,11 @@ def test_script_commands_run(setting):
 
 BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningful run
     "benchmarks.teacher_throughput": ["--images", "32", "--batch-size", "16"],
+    # every backend runs in tests/test_backends.py; here one of each loading path (one pipeline, two)
     "benchmarks.variation_throughput": [
+        "--backends",
+        "versatile_diffusion",
+        "kandinsky22",
         "--images",
         "2",
         "--batch-sizes",
