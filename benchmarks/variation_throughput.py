@@ -1,11 +1,14 @@
-"""Images/s and peak memory of the variation generation loop, and the share of time spent outside the model.
+"""Images/s and peak memory of the variation loop per backend, and the share of time spent inside the model.
 
-    python -m benchmarks.variation_throughput                                   # tiny random pipeline, CPU
+    python -m benchmarks.variation_throughput                           # every backend, tiny random pipelines, CPU
     python -m benchmarks.variation_throughput --size full --device cuda --batch-sizes 8 16 \\
-        --height 512 --width 512 --schedules default:50 DPMSolverMultistepScheduler:25 --compile both
+        --schedules default DPMSolverMultistepScheduler:half --compile both
 
-Uses a random-weight Versatile Diffusion pipeline (``tiny``, or ``full``: the real architecture) saved with
-save_pretrained and loaded through the real backend, and the real loop (loading, colour transfer, PNG writes).
+Each backend's pipelines get random weights (``tiny``, or ``full``: the released architectures, saved in fp16 on
+CUDA) and load from disk through the real backend; the real loop runs (loading, colour transfer, PNG writes).
+A schedule is ``SCHEDULER[:STEPS]``: ``default`` is the checkpoint's scheduler, STEPS defaults to the backend's
+default step count and ``half`` halves it. ``full`` renders at each model's native resolution unless
+``--height``/``--width`` say otherwise.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.random_pipelines import build_random_pipeline
+from benchmarks.random_pipelines import FAMILIES, save_random_models
 from datasets.image_folder import scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils.distributed import resolve_device
-from variations.backends import build_backend, diffusion_section
+from variations.backends import BACKENDS, build_backend, diffusion_section
 from variations.generator import GenerationJob, generate
 from variations.output_plan import OutputLayout, plan_outputs
+
+NATIVE_SIDE = {"stable_unclip": 768, "kandinsky22": 768}  # pixels; the others are 512-pixel models
+TINY_SIDE = 32  # pixels: the tiny pipelines' scale
 
 
 class TimedBackend:
@@ -44,18 +50,32 @@ class TimedBackend:
         return out
 
 
-def run_one(args, model_dir: Path, device, batch_size: int, scheduler: str | None, steps: int, compiled: bool) -> dict:
+def schedule(name: str, backend: str) -> tuple[str | None, int]:
+    """``SCHEDULER[:STEPS]`` → (scheduler class or None for the checkpoint's, steps)."""
+    scheduler, _, steps = name.partition(":")
+    default = BACKENDS[backend].Section.model_fields["inference_steps"].default
+    count = {"": default, "half": max(1, default // 2)}.get(steps) or int(steps)
+    return (None if scheduler == "default" else scheduler), count
+
+
+def output_size(args, backend: str) -> dict:
+    side = TINY_SIDE if args.size == "tiny" else NATIVE_SIDE.get(backend, 512)
+    return {"height": args.height or side, "width": args.width or side}
+
+
+def run_one(args, models: dict, backend: str, batch_size: int, name: str, compiled: bool) -> dict:
+    scheduler, steps = schedule(name, backend)
     diffusion = diffusion_section(
-        model=str(model_dir),
+        backend=backend,
+        **models,
         scheduler=scheduler,
         inference_steps=steps,
-        height=args.height,
-        width=args.width,
         compile=compiled,
         color_transfer="mean_std",
+        **output_size(args, backend),
     )
     load_started = time.perf_counter()
-    backend = TimedBackend(build_backend(diffusion, device, batch_size))
+    timed = TimedBackend(build_backend(diffusion, args.device, batch_size))
     load_seconds = time.perf_counter() - load_started
     index = scan_image_folder(args.data)
     count = min(args.images, len(index))
@@ -64,22 +84,26 @@ def run_one(args, model_dir: Path, device, batch_size: int, scheduler: str | Non
 
     def job(items, folder):
         layout = OutputLayout(Path(folder), index.classes, num_variations=1)
-        return GenerationJob(items, layout, 0, "mean_std", batch_size, num_workers=2, show_progress=False)
+        return GenerationJob(items, layout, 0, "mean_std", batch_size, args.num_workers, show_progress=False)
 
     with tempfile.TemporaryDirectory() as out:
-        generate(backend, dataset, job(plan[:batch_size], Path(out) / "warm"))  # kernels, autotuning, compilation
-        backend.seconds = 0.0
-        stats = generate(backend, dataset, job(plan, Path(out) / "run"))
+        generate(timed, dataset, job(plan[:batch_size], Path(out) / "warm"))  # kernels, autotuning, compilation
+        timed.seconds = 0.0
+        stats = generate(timed, dataset, job(plan, Path(out) / "run"))
     return {
-        "device": str(device),
+        "backend": backend,
+        "device": str(args.device),
         "size": args.size,
+        "dtype": timed.numerics["dtype"],
         "batch_size": batch_size,
         "scheduler": scheduler or "default",
         "steps": steps,
+        "denoising_steps": int(steps * getattr(diffusion, "strength", 1.0)),  # img2img runs strength × steps
+        "resolution": f"{diffusion.height}x{diffusion.width}",
         "compile": compiled,
         "images": stats.written,
-        "images_per_s": round(stats.images_per_second, 2),
-        "model_share": round(backend.seconds / stats.seconds, 3),
+        "images_per_s": round(stats.images_per_second, 3),
+        "model_share": round(timed.seconds / stats.seconds, 3),
         "load_seconds": round(load_seconds, 1),
         "peak_gpu_memory_gib": stats.peak_gpu_memory_gib,
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
@@ -89,32 +113,28 @@ def run_one(args, model_dir: Path, device, batch_size: int, scheduler: str | Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cifar10/train")
+    parser.add_argument("--backends", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--height", type=int, default=32)
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=32, help="source side after loading, pixels")
+    parser.add_argument("--num-workers", type=int, default=2, help="loader processes")
+    parser.add_argument("--height", type=int, default=None, help="output height (default: per model)")
+    parser.add_argument("--width", type=int, default=None, help="output width (default: per model)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
-    parser.add_argument(
-        "--schedules", nargs="+", default=["default:10"], help="SCHEDULER:STEPS ('default': the model's)"
-    )
+    parser.add_argument("--schedules", nargs="+", default=["default:10"], help="SCHEDULER[:STEPS|half]")
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "pipeline"
-        build_random_pipeline(args.size).to(dtype).save_pretrained(model_dir)
-        compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-        for batch_size in args.batch_sizes:
-            for schedule in args.schedules:
-                name, steps = schedule.split(":")
-                for compiled in compiles:
-                    row = run_one(
-                        args, model_dir, device, batch_size, None if name == "default" else name, int(steps), compiled
-                    )
-                    print(json.dumps(row), flush=True)
+    args.device = resolve_device(args.device)
+    dtype = torch.float16 if args.device.type == "cuda" else torch.float32
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    for backend in args.backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            models = save_random_models(backend, Path(tmp), args.size, dtype=dtype)
+            for batch_size in args.batch_sizes:
+                for name in args.schedules:
+                    for compiled in compiles:
+                        print(json.dumps(run_one(args, models, backend, batch_size, name, compiled)), flush=True)
 
 
 if __name__ == "__main__":

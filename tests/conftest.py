@@ -111,12 +111,14 @@ def script_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_script(tmp_path: Path, script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts as a user would, from the repository root."""
+def run_script(
+    tmp_path: Path, script: str, *args: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would, from the repository root (``env``: extra variables)."""
     return subprocess.run(
         [sys.executable, str(REPO / script), *args],
         cwd=REPO,
-        env=script_env(tmp_path),
+        env=script_env(tmp_path) | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,

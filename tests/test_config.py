@@ -10,9 +10,10 @@ from config.cli import config_parser
 from config.cli import run_script as run_cli
 from config.loading import load_checked_config, load_config
 from config.overrides import apply_override
-from config.schema import TeacherConfig
+from config.schema import TeacherConfig, VariationConfig
 from tests.conftest import run_script, teacher_config_dict, write_config
 from utils.errors import UserError
+from variations.backends import BACKENDS
 
 
 def cli(tmp_path, capsys, config: dict, *overrides: str) -> tuple[int, str]:
@@ -72,6 +73,17 @@ def test_huge_image_size_is_refused_before_anything_is_allocated(tmp_path, image
     config = teacher_config_dict(image_data, tmp_path / "runs", dataset={"image_size": 100000})
     with pytest.raises(UserError, match=r"dataset\.image_size: Input should be less than or equal to 4096"):
         load_config(TeacherConfig, write_config(tmp_path / "c.yaml", config))
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_huge_variation_sizes_are_refused_for_every_backend(tmp_path, backend):
+    config = {
+        "dataset": {"root": str(tmp_path)},
+        "output_folder": str(tmp_path / "out"),
+        "diffusion": {"backend": backend, "height": 8192, "width": 8192},
+    }
+    with pytest.raises(UserError, match=r"diffusion\.height: Input should be less than or equal to 4096"):
+        load_config(VariationConfig, write_config(tmp_path / "v.yaml", config))
 
 
 def test_a_schedule_shorter_than_the_run_is_refused_up_front(tmp_path, image_data):

@@ -140,7 +140,20 @@ def test_script_commands_run(setting):
 
 BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningful run
     "benchmarks.teacher_throughput": ["--images", "32", "--batch-size", "16"],
-    "benchmarks.variation_throughput": ["--images", "4", "--batch-sizes", "2", "--schedules", "default:2"],
+    # every backend runs in tests/test_backends.py; here one of each loading path (one pipeline, two)
+    "benchmarks.variation_throughput": [
+        "--backends",
+        "versatile_diffusion",
+        "kandinsky22",
+        "--images",
+        "2",
+        "--batch-sizes",
+        "2",
+        "--schedules",
+        "default:2",
+        "--num-workers",
+        "0",
+    ],
     "benchmarks.ddp_throughput": ["--images-per-class", "4", "--batch-size", "8"],
     "benchmarks.checkpoint_cost": ["--images", "32", "--batch-size", "16", "--saves", "1", "--epochs", "2"],
 }

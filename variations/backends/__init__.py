@@ -1,7 +1,8 @@
 """Variation backends: the registry ``diffusion.backend`` name → backend class (with its config ``Section``).
 
 Adding a backend: a module here with a ``Section`` (its ``diffusion`` keys, a ``backend`` literal) and a class
-with ``load(section, device, batch_size)`` and ``generate(SourceBatch)``; then one line in ``BACKENDS``.
+with ``load(section, device, batch_size)`` and ``generate(SourceBatch)`` (a diffusers pipeline: subclass
+``DiffusersBackend``, which loads it); then one line in ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pydantic import Discriminator, Tag
 
 from variations.backends.base import GenerationSection, SourceBatch, VariationBackend
 from variations.backends.classical import ClassicalBackend
+from variations.backends.kandinsky22 import Kandinsky22Backend
+from variations.backends.sd_image_variations import SDImageVariationsBackend
+from variations.backends.sd_img2img import SDImg2ImgBackend
+from variations.backends.stable_unclip import StableUnCLIPBackend
 from variations.backends.versatile_diffusion import VersatileDiffusionBackend
 
 DEFAULT_BACKEND = "versatile_diffusion"
@@ -20,6 +25,10 @@ DEFAULT_BACKEND = "versatile_diffusion"
 BACKENDS: dict[str, type] = {
     "versatile_diffusion": VersatileDiffusionBackend,
     "classical": ClassicalBackend,
+    "sd_image_variations": SDImageVariationsBackend,
+    "sd_img2img": SDImg2ImgBackend,
+    "stable_unclip": StableUnCLIPBackend,
+    "kandinsky22": Kandinsky22Backend,
 }
 
 

@@ -1,14 +1,59 @@
-"""Loading a diffusers pipeline for a backend: hub id or local folder, dtype, scheduler swap, SDPA, compile."""
+"""Loading a diffusers pipeline for a backend: hub id or local folder, checked, only the parts it uses.
+
+The folder's ``model_index.json`` must name a pipeline the backend can load from (one line otherwise, naming
+the config key). From the hub, only the components the pipeline class takes are fetched (``hub_files``);
+components a backend leaves out (a safety checker, Kandinsky's prior transformer) are neither fetched nor
+loaded. Then: dtype, scheduler swap, SDPA attention, per-variation generators.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from utils.errors import UserError, first_line
+from variations.backends import hub_files
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    """What a backend loads, from where, and what the folder must hold."""
+
+    pipeline_class: type  # the diffusers pipeline built with from_pretrained
+    model: str  # hub id or local save_pretrained folder
+    key: str = "diffusion.model"  # the config key naming it, for messages
+    accepts: tuple[str, ...] = ()  # other model_index.json pipelines holding every part it needs
+    skip: tuple[str, ...] = ()  # components neither fetched nor loaded (passed as None)
+    options: Mapping = field(default_factory=dict)  # further from_pretrained keywords
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return (self.pipeline_class.__name__, *self.accepts)
+
+    def components(self, model_index: dict) -> list[str]:
+        """The model_index components this pipeline takes, less the skipped ones."""
+        takes = inspect.signature(self.pipeline_class.__init__).parameters
+        listed = [name for name, value in model_index.items() if isinstance(value, list) and value[0] is not None]
+        return [name for name in listed if name in takes and name not in self.skip]
+
+
+def without_safety_checker(pipeline_class, model: str, *unused: str, accepts: tuple[str, ...] = ()) -> PipelineRequest:
+    """A Stable Diffusion pipeline without its safety checker (nor the ``unused`` parts): the checker would black
+    out the images it flags, silently, in a training set."""
+    return PipelineRequest(
+        pipeline_class,
+        model,
+        accepts=accepts,
+        skip=("safety_checker", *unused),
+        options={"requires_safety_checker": False},
+    )
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -26,20 +71,60 @@ def quiet_loading_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_pipeline(pipeline_class, model: str, device: torch.device, dtype: torch.dtype, scheduler: str | None):
-    """``pipeline_class.from_pretrained`` from a hub id or a local ``save_pretrained`` folder, on ``device``."""
-    quiet_loading_bars()
-    looks_local = Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
-    if looks_local and not Path(model).expanduser().is_dir():
-        raise UserError(f"diffusion.model: folder not found: {model}")
+def looks_local(model: str) -> bool:
+    return Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+
+
+def read_model_index(request: PipelineRequest, path: Path) -> dict:
+    """The folder's model index, refused (one line) if it describes a pipeline the backend cannot load from."""
+    if not path.is_file():
+        raise UserError(
+            f"{request.key}: '{request.model}' has no model_index.json: not a diffusers pipeline folder "
+            "(save_pretrained writes one)"
+        )
     try:
-        pipe = pipeline_class.from_pretrained(str(Path(model).expanduser()) if looks_local else model, dtype=dtype)
+        index = json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"{request.key}: unreadable {path} ({first_line(err)})") from err
+    found = index.get("_class_name")
+    if found not in request.accepted:
+        raise UserError(
+            f"{request.key}: '{request.model}' holds a {found}, but this backend loads a "
+            f"{' or '.join(request.accepted)}; choose the diffusion.backend made for it or another checkpoint"
+        )
+    return index
+
+
+def model_folder(request: PipelineRequest) -> Path:
+    """The local folder to load from: the given one, or a hub snapshot holding the used components only."""
+    model = request.model
+    if looks_local(model):
+        folder = Path(model).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"{request.key}: folder not found: {model}")
+        read_model_index(request, folder / hub_files.MODEL_INDEX)
+        return folder
+    try:
+        index = read_model_index(request, hub_files.fetch_model_index(model))
+        return hub_files.fetch(model, request.components(index))
     except (OSError, ValueError) as err:
         raise UserError(
-            f"diffusion.model: cannot load '{model}' ({first_line(err)}). Without network, download it once "
-            "where there is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and "
-            "set HF_HUB_OFFLINE=1, or point diffusion.model at a local folder written by save_pretrained"
+            f"{request.key}: cannot load '{model}' ({first_line(err)}). Without network, download it once where "
+            "there is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and set "
+            "HF_HUB_OFFLINE=1, or point it at a local folder written by save_pretrained"
         ) from err
+
+
+def load(request: PipelineRequest, device: torch.device, dtype: torch.dtype, scheduler: str | None = None):
+    """The requested pipeline on ``device`` in ``dtype``, with ``scheduler`` (a class name) swapped in if given."""
+    quiet_loading_bars()
+    folder = model_folder(request)
+    try:
+        pipe = request.pipeline_class.from_pretrained(
+            str(folder), dtype=dtype, **dict.fromkeys(request.skip), **request.options
+        )
+    except (OSError, ValueError) as err:
+        raise UserError(f"{request.key}: cannot load '{request.model}' ({first_line(err)})") from err
     if scheduler is not None:
         import diffusers
 
@@ -48,11 +133,26 @@ def load_pipeline(pipeline_class, model: str, device: torch.device, dtype: torch
     return pipe.to(device)
 
 
-def use_sdpa(denoiser) -> None:
-    """PyTorch's fused scaled-dot-product attention (diffusers' default on torch 2, made explicit)."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
+def load_pipeline(pipeline_class, model: str, device: torch.device, dtype: torch.dtype, scheduler: str | None):
+    """``pipeline_class`` from a hub id or a local ``save_pretrained`` folder whose index names that class."""
+    return load(PipelineRequest(pipeline_class, model), device, dtype, scheduler)
 
-    denoiser.set_attn_processor(AttnProcessor2_0())
+
+def use_sdpa(denoiser) -> None:
+    """PyTorch's fused scaled-dot-product attention in every attention layer (diffusers' torch-2 default, made
+    explicit), keeping each layer's kind: Kandinsky's UNet has added-key/value attention."""
+    from diffusers.models.attention_processor import (
+        ADDED_KV_ATTENTION_PROCESSORS,
+        AttnAddedKVProcessor2_0,
+        AttnProcessor2_0,
+    )
+
+    denoiser.set_attn_processor(
+        {
+            name: AttnAddedKVProcessor2_0() if type(processor) in ADDED_KV_ATTENTION_PROCESSORS else AttnProcessor2_0()
+            for name, processor in denoiser.attn_processors.items()
+        }
+    )
 
 
 def generators(seeds: list[list[int]]) -> list[torch.Generator]:
