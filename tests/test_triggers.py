@@ -120,9 +120,9 @@ def test_blended_size_mismatch_fails_clearly():
 
 
 def test_registry_builds_by_name_and_lists_valid_names():
-    assert set(ATTACKS) == {"PatchBackdoor", "BlendedBackdoor"}
+    assert set(ATTACKS) == {"PatchBackdoor", "BlendedBackdoor", "SIGBackdoor", "WaNetBackdoor", "BppBackdoor"}
     assert isinstance(build_attack("PatchBackdoor", {"trigger_size": 2}), PatchBackdoor)
-    with pytest.raises(ValueError, match="BlendedBackdoor, PatchBackdoor"):
+    with pytest.raises(ValueError, match="BlendedBackdoor, BppBackdoor, PatchBackdoor, SIGBackdoor, WaNetBackdoor"):
         build_attack("WaNet", {})
 
 
