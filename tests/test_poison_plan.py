@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from datasets.poison_plan import fixed_poison_indices, index_mask, random_poison_draw
+from datasets.poison_plan import fixed_poison_indices, index_mask, poison_candidates, random_subset
 
 LABELS = np.repeat(np.arange(5), 20)  # 100 samples, 5 classes in ImageFolder order
 
@@ -41,12 +41,12 @@ def test_rate_zero_and_count_uses_ceil():
 
 
 def test_random_draw_is_seeded_and_respects_target_class():
-    a = random_poison_draw(LABELS, 1, 0.5, False, 7)
-    b = random_poison_draw(LABELS, 1, 0.5, False, 7)
+    a = random_subset(poison_candidates(LABELS, 1, False), 0.5, 7)
+    b = random_subset(poison_candidates(LABELS, 1, False), 0.5, 7)
     np.testing.assert_array_equal(a, b)
     assert not np.any(LABELS[a] == 1)
     assert 20 < len(a) < 60
-    assert len(random_poison_draw(LABELS, 1, 1.0, True, 7)) == 100
+    assert len(random_subset(poison_candidates(LABELS, 1, True), 1.0, 7)) == 100
 
 
 def test_index_mask():

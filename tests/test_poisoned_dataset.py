@@ -8,7 +8,7 @@ from PIL import Image
 
 from backdoor_attacks import BlendedBackdoor, PatchBackdoor
 from datasets.image_folder import read_rgb, scan_image_folder
-from datasets.poison_plan import index_mask
+from datasets.poison_plan import Targeting, index_mask
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
 from tests.conftest import make_image_folder
 from utils.errors import UserError
@@ -23,6 +23,11 @@ def white_patch():
     return PatchBackdoor("white", 4)
 
 
+def to(target_idx, **options):
+    """All-to-one targeting of ``target_idx`` among the fixture's 3 classes."""
+    return Targeting(num_classes=3, target_idx=target_idx, **options)
+
+
 def test_scan_follows_imagefolder_order(folder):
     from torchvision.datasets import ImageFolder
 
@@ -33,7 +38,7 @@ def test_scan_follows_imagefolder_order(folder):
 
 def test_fixed_poisoning_relabels_and_triggers_only_planned_samples(folder):
     mask = index_mask(np.array([5, 9]), len(folder))
-    poisoning = Poisoning(attack=white_patch(), target_idx=0, fixed_mask=mask)
+    poisoning = Poisoning(attack=white_patch(), targeting=to(0), fixed_mask=mask)
     dataset = PoisonedImageFolder(folder.samples, 16, poisoning=poisoning)
     for index in range(len(dataset)):
         image, label, true_label = dataset[index]
@@ -52,10 +57,10 @@ def test_poison_first_applies_trigger_before_transforms(folder):
     mask = np.ones(len(folder), dtype=bool)
     flip = T.RandomHorizontalFlip(p=1.0)
     first = PoisonedImageFolder(
-        folder.samples, 16, Poisoning(white_patch(), 0, poison_first=True, fixed_mask=mask), transform=flip
+        folder.samples, 16, Poisoning(white_patch(), to(0), poison_first=True, fixed_mask=mask), transform=flip
     )
     late = PoisonedImageFolder(
-        folder.samples, 16, Poisoning(white_patch(), 0, poison_first=False, fixed_mask=mask), transform=flip
+        folder.samples, 16, Poisoning(white_patch(), to(0), poison_first=False, fixed_mask=mask), transform=flip
     )
     image_first, *_ = first[0]
     image_late, *_ = late[0]
@@ -69,7 +74,7 @@ def test_uint8_output_has_same_pixels_as_training_view(folder):
     attack = BlendedBackdoor(16, blend_ratio=0.3)
     mask = np.ones(len(folder), dtype=bool)
     for poison_first in (True, False):
-        poisoning = Poisoning(attack, 0, poison_first=poison_first, fixed_mask=mask)
+        poisoning = Poisoning(attack, to(0), poison_first=poison_first, fixed_mask=mask)
         as_float, *_ = PoisonedImageFolder(folder.samples, 16, poisoning)[3]
         as_uint8 = PoisonedImageFolder(folder.samples, 16, poisoning, output="uint8").load(3).image
         assert as_uint8.dtype == np.uint8
@@ -78,23 +83,23 @@ def test_uint8_output_has_same_pixels_as_training_view(folder):
 
 def test_random_poisoning_rates_and_target_class(folder):
     labels = [label for _, label in folder.samples]
-    never = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=0.0))
-    always = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=1.0))
+    never = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), to(1), random_rate=0.0))
+    always = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), to(1), random_rate=1.0))
     with_target = PoisonedImageFolder(
-        folder.samples, 16, Poisoning(white_patch(), 1, random_rate=1.0, poison_target_class=True)
+        folder.samples, 16, Poisoning(white_patch(), to(1, poison_target_class=True), random_rate=1.0)
     )
     for index, true_label in enumerate(labels):
         assert not never.load(index).poisoned
         assert always.load(index).poisoned == (true_label != 1)  # target-class images never drawn
         assert with_target.load(index).poisoned
     torch.manual_seed(0)
-    half = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=0.5))
+    half = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), to(1), random_rate=0.5))
     draws = [half.load(i % len(folder)).poisoned for i in range(400) if labels[i % len(folder)] != 1]
     assert 0.35 < np.mean(draws) < 0.65
 
 
 def test_triggered_test_set_excludes_target_class(folder):
-    test = triggered_test_set(folder.samples, 16, white_patch(), target_idx=1, poison_first=False)
+    test = triggered_test_set(folder.samples, 16, white_patch(), to(1), poison_first=False)
     assert len(test) == 8
     for index in range(len(test)):
         image, label, true_label = test[index]
@@ -136,7 +141,7 @@ def test_uint8_transport_matches_the_float_path(folder):
     spec = {"RandomHorizontalFlip": {"p": 1.0}, "CenterCrop": {"size": 12}}
     assert runs_on_uint8(spec)
     mask = np.ones(len(folder), dtype=bool)
-    poisoning = Poisoning(white_patch(), 0, fixed_mask=mask)
+    poisoning = Poisoning(white_patch(), to(0), fixed_mask=mask)
     as_float = PoisonedImageFolder(folder.samples, 16, poisoning, transform=build_transform(spec))
     as_uint8 = PoisonedImageFolder(folder.samples, 16, poisoning, transform=build_transform(spec), output="uint8_chw")
     for index in (0, 7):
@@ -156,4 +161,4 @@ def test_which_transforms_keep_uint8():
     assert not runs_on_uint8({"RandomSolarize": {"threshold": 0.5}})  # threshold is in pixel units
     assert not runs_on_uint8({"Pad": {"padding": 2, "fill": 0.5}})
     with pytest.raises(ValueError, match="poison_first"):
-        PoisonedImageFolder([], 8, Poisoning(white_patch(), 0, poison_first=False), output="uint8_chw")
+        PoisonedImageFolder([], 8, Poisoning(white_patch(), to(0), poison_first=False), output="uint8_chw")

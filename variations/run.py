@@ -62,9 +62,8 @@ def run_variations(cfg, options: RunOptions = RunOptions()) -> dict:
     seed_everything(cfg.seed)
 
     index = scan_image_folder(cfg.dataset.root)
-    poisoning = build_poisoning(cfg.backdoor, attack_from(cfg.backdoor), index.labels, cfg.seed, single_pass=True)
-    target_idx = cfg.backdoor.target_idx if cfg.backdoor else 0
-    plan = plan_outputs(index.samples, index.classes, poisoning.fixed_mask if poisoning else None, target_idx)
+    poisoning = build_poisoning(cfg.backdoor, attack_from(cfg.backdoor), index, cfg.seed, single_pass=True)
+    plan = plan_outputs(index.samples, index.classes, poisoning)
     # The model loads before the output folder is touched: a bad diffusion.model leaves nothing behind.
     backend = build_backend(cfg.diffusion, device, cfg.dataset.batch_size)
     generation = {"sources_sha256": sources_fingerprint(index.root, index.samples), **backend.numerics}
