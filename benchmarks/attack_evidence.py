@@ -129,8 +129,8 @@ def table(results: dict[str, dict]) -> str:
         rows.append([name, rate, "teacher", *(percent(teacher[k]) for k in METRICS), ""])
         for step, label in STUDENTS.items():
             if step in summaries:
-                student = summaries[step]
-                rows.append(["", "", label, *(percent(student["student"][k]) for k in METRICS), percent(student["der"])])
+                student, der = summaries[step]["student"], summaries[step]["der"]
+                rows.append(["", "", label, *(percent(student[k]) for k in METRICS), percent(der)])
     return markdown_table(["attack", "rate", "model", "CA %", "ASR %", "RA %", "DER %"], rows)
 
 
