@@ -22,11 +22,11 @@ class Targeting:
     - ``clean_label`` (with ``all_to_one``): candidates are the target-class images; labels are never changed.
     """
 
-    num_classes: int
-    target_idx: int = 0
-    target_type: TargetType = "all_to_one"
-    clean_label: bool = False
-    poison_target_class: bool = False
+    num_classes: int  # classes of the training folder: all-to-all wraps around after the last
+    target_idx: int = 0  # the target class (all-to-one and clean-label)
+    target_type: TargetType = "all_to_one"  # the config key backdoor.target_type
+    clean_label: bool = False  # only target-class images, labels kept
+    poison_target_class: bool = False  # all-to-one: target-class images are candidates too
 
     def may_poison(self, true_label: int) -> bool:
         if self.clean_label:

@@ -34,6 +34,7 @@ CASES = [
     ("backdoor.WaNetBackdoor={strength: -0.5}", "backdoor.WaNetBackdoor.strength: Input should be greater than or"),
     ("backdoor.SIGBackdoor={delta: 0}", "backdoor.SIGBackdoor.delta: Input should be greater than 0"),
     (f"backdoor.PatchBackdoor.trigger_type={REPO / 'pyproject.toml'}", "trigger_type: cannot read trigger image"),
+    ("backdoor={WaNetBackdoor: {image_size: 8}}", "backdoor.WaNetBackdoor.image_size: 8 differs from the 16-pixel"),
     ("backdoor.target_type=all_to_some", "backdoor.target_type: Input should be 'all_to_one' or 'all_to_all'"),
     (
         "backdoor={clean_label: true, poison_target_class: true, PatchBackdoor: {}}",
