@@ -86,7 +86,7 @@ class Poisoning:
 
 class Sample(NamedTuple):
     image: np.ndarray | torch.Tensor
-    label: int  # label used for training / scoring (the target class when poisoned)
+    label: int  # label used for training / scoring (the poisoned label when poisoned)
     true_label: int  # the folder's label
     poisoned: bool
     cross: bool = False  # a noise-mode cross sample
