@@ -59,7 +59,7 @@ def run_one(args, model_dir: Path, device, batch_size: int, scheduler: str | Non
     load_seconds = time.perf_counter() - load_started
     index = scan_image_folder(args.data)
     count = min(args.images, len(index))
-    plan = plan_outputs(index.samples[:count], index.classes, None, 0)
+    plan = plan_outputs(index.samples[:count], index.classes, None)
     dataset = PoisonedImageFolder(index.samples, args.image_size, output="uint8")
 
     def job(items, folder):

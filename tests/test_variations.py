@@ -359,7 +359,7 @@ def test_the_pipeline_gets_the_configured_numerics_and_one_generator_per_variati
     backend = build_backend(settings, torch.device("cpu"), batch_size=3)
     backend.pipe = spy = PipelineSpy(backend.pipe)
     index = scan_image_folder(source)
-    items = plan_outputs(index.samples, index.classes, None, 0)[:3]
+    items = plan_outputs(index.samples, index.classes, None)[:3]
     job = GenerationJob(items, OutputLayout(tmp_path / "out", index.classes, 2), 9, "none", 3, 0, False)
     generate(backend, PoisonedImageFolder(index.samples, 16, output="uint8"), job)
 
