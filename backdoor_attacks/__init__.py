@@ -9,7 +9,10 @@ import torch
 from pydantic import BaseModel
 
 from backdoor_attacks.blended_backdoor import BlendedBackdoor
+from backdoor_attacks.bpp_backdoor import BppBackdoor
 from backdoor_attacks.patch_backdoor import PatchBackdoor
+from backdoor_attacks.sig_backdoor import SIGBackdoor
+from backdoor_attacks.wanet_backdoor import WaNetBackdoor
 
 
 class Attack(Protocol):
@@ -19,6 +22,9 @@ class Attack(Protocol):
 ATTACKS: dict[str, type] = {
     "PatchBackdoor": PatchBackdoor,
     "BlendedBackdoor": BlendedBackdoor,
+    "SIGBackdoor": SIGBackdoor,
+    "WaNetBackdoor": WaNetBackdoor,
+    "BppBackdoor": BppBackdoor,
 }
 
 
@@ -30,4 +36,23 @@ def build_attack(name: str, params: BaseModel | dict) -> Attack:
     return ATTACKS[name](**kwargs)
 
 
-__all__ = ["ATTACKS", "Attack", "BlendedBackdoor", "PatchBackdoor", "build_attack"]
+def cross_ratio(attack: Attack) -> float:
+    """Cross samples the attack asks for per poisoned sample (WaNet's noise mode); 0 for the others.
+
+    An attack with a ratio above 0 also has ``cross(image, generator)``: the image with a randomised trigger,
+    which the poison plan applies to that many other training images, keeping their labels.
+    """
+    return float(getattr(attack, "cross_ratio", 0.0))
+
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "BlendedBackdoor",
+    "BppBackdoor",
+    "PatchBackdoor",
+    "SIGBackdoor",
+    "WaNetBackdoor",
+    "build_attack",
+    "cross_ratio",
+]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from backdoor_attacks.base import Trigger, check_image_size
+from backdoor_attacks.trigger_images import check_trigger_file, read_trigger_image
 
 RANDOM_TRIGGER_SEED = 42  # the reference's fixed seed: every run and every paper shares the same noise
 
@@ -26,9 +25,7 @@ class BlendedBackdoorParams(BaseModel):
     @classmethod
     def _random_or_file(cls, value: str) -> str:
         if value != "random":
-            if not Path(value).is_file():
-                raise ValueError(f"must be 'random' or the path of an image file; '{value}' is not a file")
-            make_blend_trigger(value, 8)  # a file that is no image fails here, with its path
+            check_trigger_file(value, "'random' or the path of an image file")
         return value
 
 
@@ -37,16 +34,10 @@ def make_blend_trigger(trigger_type: str, size: int) -> torch.Tensor:
     if trigger_type == "random":
         generator = torch.Generator().manual_seed(RANDOM_TRIGGER_SEED)
         return torch.randint(0, 255, (size, size, 3), generator=generator) / 255
-    try:
-        with Image.open(trigger_type) as handle:
-            rgb = np.array(handle.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"cannot read trigger image '{trigger_type}': {err}") from err
-    chw = TF.resize(torch.from_numpy(rgb).permute(2, 0, 1), [size, size], antialias=True)
-    return chw.permute(1, 2, 0).float() / 255
+    return torch.from_numpy(read_trigger_image(trigger_type, size)).float() / 255
 
 
-class BlendedBackdoor:
+class BlendedBackdoor(Trigger):
     """``(1 − blend_ratio) · image + blend_ratio · trigger`` on uint8 H×W×3 arrays or float 3×H×W tensors."""
 
     Params = BlendedBackdoorParams
@@ -60,27 +51,14 @@ class BlendedBackdoor:
         self._trigger_chw = self.trigger.permute(2, 0, 1).contiguous()
         self._trigger_hwc255 = self.trigger.numpy().astype(np.float64) * 255
 
-    def _check_size(self, height: int, width: int) -> None:
-        if (height, width) != (self.image_size, self.image_size):
-            raise ValueError(
-                f"BlendedBackdoor trigger is {self.image_size}×{self.image_size} but the image is {height}×{width}; "
-                "set backdoor.BlendedBackdoor.image_size to the size the trigger is applied at"
-            )
+    def apply_uint8(self, image: np.ndarray) -> np.ndarray:
+        check_image_size("BlendedBackdoor", self.image_size, image.shape[0], image.shape[1])
+        mixed = (1 - self.blend_ratio) * image.astype(np.float64) + self.blend_ratio * self._trigger_hwc255
+        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
-    def __call__(self, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        ratio = self.blend_ratio
-        if isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise TypeError(f"expected an H×W×3 uint8 array, got {image.dtype} {image.shape}")
-            self._check_size(image.shape[0], image.shape[1])
-            mixed = (1 - ratio) * image.astype(np.float64) + ratio * self._trigger_hwc255
-            return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-        if isinstance(image, torch.Tensor):
-            if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-                raise TypeError(f"expected a 3×H×W float tensor, got {image.dtype} {tuple(image.shape)}")
-            self._check_size(image.shape[1], image.shape[2])
-            return (1 - ratio) * image + ratio * self._trigger_chw.to(image.dtype)
-        raise TypeError(f"BlendedBackdoor takes a numpy array or a torch tensor, not {type(image).__name__}")
+    def apply_float(self, image: torch.Tensor) -> torch.Tensor:
+        check_image_size("BlendedBackdoor", self.image_size, image.shape[1], image.shape[2])
+        return (1 - self.blend_ratio) * image + self.blend_ratio * self._trigger_chw.to(image.dtype)
 
     def __repr__(self) -> str:
         return (

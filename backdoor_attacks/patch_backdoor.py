@@ -1,4 +1,4 @@
-"""BadNets: stamp a small square patch onto the image."""
+"""BadNets: stamp a small square patch (a pattern, a colour, or an image file such as a logo) onto the image."""
 
 from __future__ import annotations
 
@@ -11,9 +11,18 @@ import torch
 from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backdoor_attacks.base import Trigger
+from backdoor_attacks.trigger_images import check_trigger_file, read_trigger_image
 from utils.image_tensors import to_uint8_array
 
 TRIGGER_TYPES_HELP = "checkerboard, white, black, #rrggbb or checkerboard_#rrggbb_#rrggbb"
+NAMED_PATTERNS = ("checkerboard", "white", "black")
+
+
+def is_named_pattern(trigger_type: str) -> bool:
+    """Whether ``trigger_type`` is one of the drawn patterns (case-insensitive) rather than an image file path."""
+    lower = trigger_type.lower()
+    return lower in NAMED_PATTERNS or lower.startswith(("#", "checkerboard_"))
 
 
 class PatchBackdoorParams(BaseModel):
@@ -21,19 +30,30 @@ class PatchBackdoorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trigger_type: str = "checkerboard"  # see TRIGGER_TYPES_HELP
+    trigger_type: str = "checkerboard"  # see TRIGGER_TYPES_HELP, or the path of an image file
     trigger_size: int = Field(3, gt=0)  # side of the square patch, pixels
     trigger_loc: Literal["bottom_right", "random"] = "bottom_right"
 
-    @field_validator("trigger_type", "trigger_loc", mode="before")
+    @field_validator("trigger_loc", mode="before")
     @classmethod
-    def _normalise(cls, value):
+    def _lower_loc(cls, value):
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("trigger_type", mode="before")
+    @classmethod
+    def _lower_pattern(cls, value):
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.lower() if is_named_pattern(value) else value  # file paths keep their case
 
     @field_validator("trigger_type")
     @classmethod
     def _known_pattern(cls, value: str) -> str:
-        make_patch_pattern(value, 1)  # raises ValueError with the allowed forms
+        if is_named_pattern(value):
+            make_patch_pattern(value, 1)  # raises ValueError with the allowed forms
+        else:
+            check_trigger_file(value, f"one of {TRIGGER_TYPES_HELP}, or the path of an image file")
         return value
 
 
@@ -47,7 +67,7 @@ def _hex_colour(text: str) -> tuple[int, int, int]:
 
 
 def make_patch_pattern(trigger_type: str, size: int) -> np.ndarray:
-    """The patch as a ``size × size × 3`` uint8 array.
+    """The patch as a ``size × size × 3`` uint8 array; anything but a named pattern is read as an image file.
 
     ``checkerboard`` is ``(i + j) % 2`` (top-left pixel black, white where the sum is odd);
     ``checkerboard_#c1_#c2`` paints ``c2`` where ``i + j`` is even and ``c1`` where it is odd, as the
@@ -68,7 +88,9 @@ def make_patch_pattern(trigger_type: str, size: int) -> np.ndarray:
             raise ValueError(f"unknown trigger_type '{trigger_type}'; allowed: {TRIGGER_TYPES_HELP}")
         odd, even = (np.array(_hex_colour(c), np.uint8) for c in parts[1:])
         return np.where(parity[..., None] == 1, odd, even).astype(np.uint8)
-    raise ValueError(f"unknown trigger_type '{trigger_type}'; allowed: {TRIGGER_TYPES_HELP}")
+    if is_named_pattern(trigger_type):
+        raise ValueError(f"unknown trigger_type '{trigger_type}'; allowed: {TRIGGER_TYPES_HELP}")
+    return read_trigger_image(trigger_type, size)
 
 
 def content_seed(image: np.ndarray | torch.Tensor) -> int:
@@ -78,7 +100,7 @@ def content_seed(image: np.ndarray | torch.Tensor) -> int:
     return zlib.crc32(np.ascontiguousarray(image).tobytes())
 
 
-class PatchBackdoor:
+class PatchBackdoor(Trigger):
     """Paste a ``trigger_size``² patch at the bottom-right corner or at a per-image random spot.
 
     ``random`` picks the spot from a hash of the image's pixels, so the same image always gets the same
@@ -105,23 +127,19 @@ class PatchBackdoor:
         rng = random.Random(content_seed(image))
         return rng.randint(0, height - size), rng.randint(0, width - size)
 
-    def __call__(self, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    def apply_uint8(self, image: np.ndarray) -> np.ndarray:
         size = self.trigger_size
-        if isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise TypeError(f"expected an H×W×3 uint8 array, got {image.dtype} {image.shape}")
-            row, col = self.location(image, image.shape[0], image.shape[1])
-            out = image.copy()
-            out[row : row + size, col : col + size] = self.pattern_uint8
-            return out
-        if isinstance(image, torch.Tensor):
-            if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-                raise TypeError(f"expected a 3×H×W float tensor, got {image.dtype} {tuple(image.shape)}")
-            row, col = self.location(image, image.shape[1], image.shape[2])
-            out = image.clone()
-            out[:, row : row + size, col : col + size] = self.pattern_float.to(out.dtype)
-            return out
-        raise TypeError(f"PatchBackdoor takes a numpy array or a torch tensor, not {type(image).__name__}")
+        row, col = self.location(image, image.shape[0], image.shape[1])
+        out = image.copy()
+        out[row : row + size, col : col + size] = self.pattern_uint8
+        return out
+
+    def apply_float(self, image: torch.Tensor) -> torch.Tensor:
+        size = self.trigger_size
+        row, col = self.location(image, image.shape[1], image.shape[2])
+        out = image.clone()
+        out[:, row : row + size, col : col + size] = self.pattern_float.to(out.dtype)
+        return out
 
     def __repr__(self) -> str:
         return (

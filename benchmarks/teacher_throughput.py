@@ -16,7 +16,7 @@ from torch.utils.data import Subset
 
 from backdoor_attacks import PatchBackdoor
 from datasets.image_folder import scan_image_folder
-from datasets.poison_plan import fixed_poison_indices, index_mask
+from datasets.poison_plan import Targeting, fixed_poison_indices, index_mask
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning
 from datasets.transforms import build_transform
 from models.classifier_factory import build_classifier
@@ -31,7 +31,8 @@ from utils.distributed import resolve_device
 def build_dataset(root: str, size: int, limit: int) -> Subset:
     index = scan_image_folder(root)
     poison = fixed_poison_indices(index.labels, 0, 0.1, False, seed=0)
-    poisoning = Poisoning(PatchBackdoor("checkerboard", 3), 0, fixed_mask=index_mask(poison, len(index)))
+    targeting = Targeting(num_classes=len(index.classes), target_idx=0)
+    poisoning = Poisoning(PatchBackdoor("checkerboard", 3), targeting, fixed_mask=index_mask(poison, len(index)))
     dataset = PoisonedImageFolder(
         index.samples, size, poisoning, transform=build_transform({"RandomHorizontalFlip": {"p": 0.5}})
     )

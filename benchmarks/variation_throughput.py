@@ -79,7 +79,7 @@ def run_one(args, models: dict, backend: str, batch_size: int, name: str, compil
     load_seconds = time.perf_counter() - load_started
     index = scan_image_folder(args.data)
     count = min(args.images, len(index))
-    plan = plan_outputs(index.samples[:count], index.classes, None, 0)
+    plan = plan_outputs(index.samples[:count], index.classes, None)
     dataset = PoisonedImageFolder(index.samples, args.image_size, output="uint8")
 
     def job(items, folder):

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from backdoor_attacks import Attack, build_attack
+from backdoor_attacks import Attack, build_attack, cross_ratio
 from datasets.image_folder import ImageFolderIndex, check_images, scan_image_folder
-from datasets.poison_plan import attack_targets, fixed_poison_indices, index_mask, random_poison_draw
-from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
+from datasets.poison_plan import cross_indices, fixed_subset, index_mask, random_subset
+from datasets.poisoned_image_folder import CrossSamples, PoisonedImageFolder, Poisoning, triggered_test_set
 from datasets.transforms import build_transform, runs_on_uint8
 from utils import distributed
+
+
+@dataclass(frozen=True)
+class AttackMode:
+    """What reports and W&B say about the attack a run was poisoned with or is tested against."""
+
+    name: str  # the attack's registry name, e.g. WaNetBackdoor
+    target_type: str  # all_to_one or all_to_all
+    target_idx: int
+    clean_label: bool
+
+    @classmethod
+    def of(cls, backdoor) -> AttackMode | None:
+        if backdoor is None:
+            return None
+        return cls(backdoor.attack_name, backdoor.target_type, backdoor.target_idx, backdoor.clean_label)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.target_type == "all_to_all":
+            sent = "all-to-all: ASR counts class y predicted as (y + 1) mod n"
+        else:
+            sent = f"all-to-one: ASR counts non-target images predicted as class {self.target_idx}"
+        return f"attack: {self.name}, {sent}{', clean-label (no label changed)' if self.clean_label else ''}"
 
 
 @dataclass
@@ -24,6 +50,8 @@ class ExperimentData:
     clean_test: PoisonedImageFolder
     triggered_test: PoisonedImageFolder | None  # None without a backdoor block
     targets: list[int | None] | None  # per true class, where the attack sends it (None: not attacked)
+    attack_mode: AttackMode | None = None  # None without a backdoor block
+    cross_indices: np.ndarray | None = None  # noise-mode cross samples, sorted (None: the attack has none)
 
     @property
     def classes(self) -> list[str]:
@@ -35,22 +63,31 @@ def attack_from(backdoor) -> Attack | None:
     return None if backdoor is None else build_attack(backdoor.attack_name, backdoor.attack_params)
 
 
-def build_poisoning(backdoor, attack: Attack, labels: np.ndarray, seed: int, *, single_pass: bool = False):
-    """The ``Poisoning`` a ``backdoor`` block describes, or ``None`` when nothing is poisoned.
+def build_poisoning(
+    backdoor, attack: Attack, index: ImageFolderIndex, seed: int, *, single_pass: bool = False
+) -> Poisoning | None:
+    """The ``Poisoning`` a ``backdoor`` block describes for the folder ``index``, or ``None`` when nothing is
+    poisoned.
 
-    ``single_pass`` turns ``random_poisoning`` into one seeded draw (for the variation generator, whose
-    output must not depend on worker scheduling); training draws afresh at each fetch instead.
+    ``single_pass`` turns ``random_poisoning`` into one seeded draw and gives each cross sample one seeded
+    noise draw (for the variation generator, whose output must not depend on worker scheduling); training
+    draws afresh at each fetch instead. With random poisoning, a fetch that is not poisoned is a cross sample
+    with probability ``cross_ratio · poisoning_rate``.
     """
     if backdoor is None or backdoor.poisoning_rate == 0:
         return None
-    settings = (labels, backdoor.target_idx, backdoor.poisoning_rate, backdoor.poison_target_class, seed)
-    common = {"attack": attack, "target_idx": backdoor.target_idx, "poison_first": backdoor.poison_first}
+    rate, ratio = backdoor.poisoning_rate, cross_ratio(attack)
+    targeting = backdoor.targeting(len(index.classes))
+    common = {"attack": attack, "targeting": targeting, "poison_first": backdoor.poison_first}
     if backdoor.random_poisoning and not single_pass:
-        return Poisoning(
-            **common, random_rate=backdoor.poisoning_rate, poison_target_class=backdoor.poison_target_class
-        )
-    draw = random_poison_draw if backdoor.random_poisoning else fixed_poison_indices
-    return Poisoning(**common, fixed_mask=index_mask(draw(*settings), len(labels)))
+        return Poisoning(**common, random_rate=rate, cross=CrossSamples(rate=min(1.0, ratio * rate)) if ratio else None)
+    draw = random_subset if backdoor.random_poisoning else fixed_subset
+    chosen = draw(targeting.candidates(index.labels), rate, seed)
+    cross = None
+    if ratio:
+        mask = index_mask(cross_indices(len(index), chosen, ratio, seed), len(index))
+        cross = CrossSamples(mask=mask, noise_seed=seed if single_pass else None)
+    return Poisoning(**common, fixed_mask=index_mask(chosen, len(index)), cross=cross)
 
 
 def poisoned_indices(poisoning: Poisoning | None) -> np.ndarray:
@@ -59,12 +96,21 @@ def poisoned_indices(poisoning: Poisoning | None) -> np.ndarray:
     return np.flatnonzero(poisoning.fixed_mask)
 
 
+def cross_sample_indices(poisoning: Poisoning | None) -> np.ndarray | None:
+    """Sorted cross-sample indices (empty when drawn per fetch); ``None`` when the attack has none."""
+    if poisoning is None or poisoning.cross is None:
+        return None
+    if poisoning.cross.mask is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(poisoning.cross.mask)
+
+
 def build_experiment_data(config) -> ExperimentData:
     """The (poisoned) training set and the test sets of a teacher or student config."""
     backdoor, size = config.backdoor, config.dataset.image_size
     attack = attack_from(backdoor)
     index = scan_image_folder(config.dataset.root_train)
-    poisoning = build_poisoning(backdoor, attack, index.labels, config.seed)
+    poisoning = build_poisoning(backdoor, attack, index, config.seed)
     uint8 = runs_on_uint8(config.transformations) and (poisoning is None or poisoning.poison_first)
     train = PoisonedImageFolder(
         index.samples,
@@ -81,6 +127,16 @@ def build_experiment_data(config) -> ExperimentData:
     clean = PoisonedImageFolder(test_index.samples, size, output="uint8_chw")
     triggered = targets = None
     if backdoor is not None:
-        triggered = triggered_test_set(test_index.samples, size, attack, backdoor.target_idx, backdoor.poison_first)
-        targets = attack_targets(len(index.classes), backdoor.target_idx)
-    return ExperimentData(train, index, poisoned_indices(poisoning), clean, triggered, targets)
+        targeting = backdoor.targeting(len(index.classes))
+        triggered = triggered_test_set(test_index.samples, size, attack, targeting, backdoor.poison_first)
+        targets = targeting.targets()
+    return ExperimentData(
+        train,
+        index,
+        poisoned_indices(poisoning),
+        clean,
+        triggered,
+        targets,
+        AttackMode.of(backdoor),
+        cross_sample_indices(poisoning),
+    )

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
 
 from backdoor_attacks import ATTACKS
+from datasets.poison_plan import Targeting, TargetType
 from datasets.transforms import build_transform
 from utils.class_registry import check_finite
 from utils.limits import MAX_IMAGE_SIZE
@@ -36,6 +37,23 @@ class BackdoorOptions(Section):
     poisoning_rate: float = Field(0.1, ge=0.0, le=1.0)  # share of the candidate samples that are poisoned
     random_poisoning: bool = False  # False: a fixed subset; True: each fetch poisoned with that probability
     poison_target_class: bool = False  # whether target-class images may carry the trigger too
+    target_type: TargetType = "all_to_one"  # all_to_one: to target_idx; all_to_all: class y to (y + 1) mod n
+    clean_label: bool = False  # poison target-class images only, keeping every label (all_to_one only)
+
+    @field_validator("clean_label")
+    @classmethod
+    def _clean_label_alone(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("poison_target_class"):
+            raise ValueError(
+                "clean-label poisoning draws only target-class images, so poison_target_class: true has no "
+                "meaning beside it; remove one of the two"
+            )
+        if value and info.data.get("target_type") == "all_to_all":
+            raise ValueError(
+                "clean-label poisoning keeps every label, so it cannot send class y to (y + 1) mod n; use "
+                "target_type: all_to_one with it, or clean_label: false"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_attack(self):
@@ -52,8 +70,18 @@ class BackdoorOptions(Section):
     def attack_params(self) -> BaseModel:
         return getattr(self, self.attack_name)
 
+    def targeting(self, num_classes: int) -> Targeting:
+        """Who may be poisoned and which label a poisoned image gets, for ``num_classes`` classes."""
+        return Targeting(
+            num_classes=num_classes,
+            target_idx=self.target_idx,
+            target_type=self.target_type,
+            clean_label=self.clean_label,
+            poison_target_class=self.poison_target_class,
+        )
+
     def fit_to_size(self, size: int, where: str) -> None:
-        """Default a size-bound trigger (``BlendedBackdoor.image_size``) to ``size``, and check that it fits."""
+        """Default a size-bound trigger's ``image_size`` (Blended, WaNet) to ``size``, and check that it fits."""
         name, params = self.attack_name, self.attack_params
         if hasattr(params, "image_size"):
             if params.image_size is None:

@@ -11,7 +11,7 @@ from config.cli import run_script as run_cli
 from config.loading import load_checked_config, load_config
 from config.overrides import apply_override
 from config.schema import TeacherConfig, VariationConfig
-from tests.conftest import run_script, teacher_config_dict, write_config
+from tests.conftest import REPO, run_script, teacher_config_dict, write_config
 from utils.errors import UserError
 from variations.backends import BACKENDS
 
@@ -30,6 +30,21 @@ CASES = [
     ("backdoor.target_idx=3", "backdoor.target_idx: 3 is outside the 3 classes"),
     ("backdoor.PatchBackdoor.trigger_size=17", "backdoor.PatchBackdoor.trigger_size: 17 is larger than the 16-pixel"),
     ("backdoor.WaNet={}", "backdoor.WaNet: unknown key; allowed here: target_idx"),
+    ("backdoor.BppBackdoor={levels: 1}", "backdoor.BppBackdoor.levels: Input should be greater than or equal to 2"),
+    ("backdoor.WaNetBackdoor={kernel_size: 1}", "backdoor.WaNetBackdoor.kernel_size: Input should be greater than or"),
+    ("backdoor.WaNetBackdoor={strength: -0.5}", "backdoor.WaNetBackdoor.strength: Input should be greater than or"),
+    ("backdoor.SIGBackdoor={delta: 0}", "backdoor.SIGBackdoor.delta: Input should be greater than 0"),
+    (f"backdoor.PatchBackdoor.trigger_type={REPO / 'pyproject.toml'}", "trigger_type: cannot read trigger image"),
+    ("backdoor={WaNetBackdoor: {image_size: 8}}", "backdoor.WaNetBackdoor.image_size: 8 differs from the 16-pixel"),
+    ("backdoor.target_type=all_to_some", "backdoor.target_type: Input should be 'all_to_one' or 'all_to_all'"),
+    (
+        "backdoor={clean_label: true, poison_target_class: true, PatchBackdoor: {}}",
+        "backdoor.clean_label: clean-label poisoning draws only target-class images, so poison_target_class: true",
+    ),
+    (
+        "backdoor={clean_label: true, target_type: all_to_all, PatchBackdoor: {}}",
+        "backdoor.clean_label: clean-label poisoning keeps every label, so it cannot send class y to (y + 1) mod n",
+    ),
     ("training.batch_size=many", "training.batch_size: Input should be a valid integer"),
     ("training.epochs=3", "training.epochs: unknown key; allowed here: num_epochs"),
     ("model.architecture=resnet19", "model.architecture: unknown architecture 'resnet19'"),

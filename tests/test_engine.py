@@ -84,6 +84,18 @@ def test_backdoor_metrics_on_fixed_model():
     assert evaluate(PixelOracle(), triggered, CPU, 4)["confusion_matrix"].sum() == 5
 
 
+def test_all_to_all_metrics_on_fixed_model():
+    """ASR: class y predicted as (y + 1) mod n; RA: still y; every class counts, the target index plays no part."""
+    clean = loader_for([0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3])
+    # triggered set: every test image, scored against (y + 1) mod 4; 3 of 6 sent on, 2 still right, 1 elsewhere
+    triggered = loader_for([1, 2, 1, 0, 3, 0], [1, 2, 3, 0, 0, 1], [0, 1, 2, 3, 3, 0])
+    targets = attack_targets(4, 2, "all_to_all")
+    result = BackdoorEvaluator(clean, triggered, CPU, ["a", "b", "c", "d"], targets)(PixelOracle())
+    assert result["attack_success_rate"] == pytest.approx(3 / 6)  # rows 0→1, 1→2, 3→0
+    assert result["robust_accuracy"] == pytest.approx(2 / 6)  # image of class 3 predicted 3, of class 0 predicted 0
+    assert result["clean_accuracy"] == 1.0
+
+
 def trainable_of(model, optimizer_spec) -> Trainable:
     return Trainable(model, build_optimizer(optimizer_spec, model.parameters()), None, CPU, CPU.grad_scaler())
 

@@ -28,6 +28,8 @@ from config.cli import config_parser
 from config.cli import run_script as run_cli
 from config.schema import TeacherConfig, VariationConfig
 from datasets.image_folder import check_images, scan_image_folder
+from datasets.poison_plan import Targeting
+from datasets.poisoned_image_folder import Poisoning
 from models.checkpoint import METADATA_KEY, save_checkpoint
 from models.classifier_factory import build_classifier, classifier_from_checkpoint, classifier_metadata
 from tests.conftest import REPO, make_image_folder, teacher_config_dict, write_config
@@ -151,7 +153,8 @@ def colliding_samples() -> list[tuple[str, int]]:
 def test_output_names_are_unique_even_when_a_suffixed_name_exists():
     samples = colliding_samples()
     poisoned = np.array([label == 1 for _, label in samples])  # every dog image goes into cat
-    plan = plan_outputs(samples, ["cat", "dog"], poisoned, 0)
+    poisoning = Poisoning(attack=None, targeting=Targeting(num_classes=2, target_idx=0), fixed_mask=poisoned)
+    plan = plan_outputs(samples, ["cat", "dog"], poisoning)
     for variations in (1, 2):
         outputs = [o for item in plan for o in OutputLayout(Path("/out"), ["cat", "dog"], variations).outputs(item)]
         assert len(set(outputs)) == len(outputs) == 26 * variations

@@ -8,7 +8,7 @@ from PIL import Image
 
 from backdoor_attacks import BlendedBackdoor, PatchBackdoor
 from datasets.image_folder import read_rgb, scan_image_folder
-from datasets.poison_plan import index_mask
+from datasets.poison_plan import Targeting, index_mask
 from datasets.poisoned_image_folder import PoisonedImageFolder, Poisoning, triggered_test_set
 from tests.conftest import make_image_folder
 from utils.errors import UserError
@@ -23,6 +23,11 @@ def white_patch():
     return PatchBackdoor("white", 4)
 
 
+def to(target_idx, **options):
+    """All-to-one targeting of ``target_idx`` among the fixture's 3 classes."""
+    return Targeting(num_classes=3, target_idx=target_idx, **options)
+
+
 def test_scan_follows_imagefolder_order(folder):
     from torchvision.datasets import ImageFolder
 
@@ -33,7 +38,7 @@ def test_scan_follows_imagefolder_order(folder):
 
 def test_fixed_poisoning_relabels_and_triggers_only_planned_samples(folder):
     mask = index_mask(np.array([5, 9]), len(folder))
-    poisoning = Poisoning(attack=white_patch(), target_idx=0, fixed_mask=mask)
+    poisoning = Poisoning(attack=white_patch(), targeting=to(0), fixed_mask=mask)
     dataset = PoisonedImageFolder(folder.samples, 16, poisoning=poisoning)
     for index in range(len(dataset)):
         image, label, true_label = dataset[index]
@@ -52,10 +57,10 @@ def test_poison_first_applies_trigger_before_transforms(folder):
     mask = np.ones(len(folder), dtype=bool)
     flip = T.RandomHorizontalFlip(p=1.0)
     first = PoisonedImageFolder(
-        folder.samples, 16, Poisoning(white_patch(), 0, poison_first=True, fixed_mask=mask), transform=flip
+        folder.samples, 16, Poisoning(white_patch(), to(0), poison_first=True, fixed_mask=mask), transform=flip
     )
     late = PoisonedImageFolder(
-        folder.samples, 16, Poisoning(white_patch(), 0, poison_first=False, fixed_mask=mask), transform=flip
+        folder.samples, 16, Poisoning(white_patch(), to(0), poison_first=False, fixed_mask=mask), transform=flip
     )
     image_first, *_ = first[0]
     image_late, *_ = late[0]
@@ -69,7 +74,7 @@ def test_uint8_output_has_same_pixels_as_training_view(folder):
     attack = BlendedBackdoor(16, blend_ratio=0.3)
     mask = np.ones(len(folder), dtype=bool)
     for poison_first in (True, False):
-        poisoning = Poisoning(attack, 0, poison_first=poison_first, fixed_mask=mask)
+        poisoning = Poisoning(attack, to(0), poison_first=poison_first, fixed_mask=mask)
         as_float, *_ = PoisonedImageFolder(folder.samples, 16, poisoning)[3]
         as_uint8 = PoisonedImageFolder(folder.samples, 16, poisoning, output="uint8").load(3).image
         assert as_uint8.dtype == np.uint8
@@ -78,23 +83,23 @@ def test_uint8_output_has_same_pixels_as_training_view(folder):
 
 def test_random_poisoning_rates_and_target_class(folder):
     labels = [label for _, label in folder.samples]
-    never = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=0.0))
-    always = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=1.0))
+    never = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), to(1), random_rate=0.0))
+    always = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), to(1), random_rate=1.0))
     with_target = PoisonedImageFolder(
-        folder.samples, 16, Poisoning(white_patch(), 1, random_rate=1.0, poison_target_class=True)
+        folder.samples, 16, Poisoning(white_patch(), to(1, poison_target_class=True), random_rate=1.0)
     )
     for index, true_label in enumerate(labels):
         assert not never.load(index).poisoned
         assert always.load(index).poisoned == (true_label != 1)  # target-class images never drawn
         assert with_target.load(index).poisoned
     torch.manual_seed(0)
-    half = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), 1, random_rate=0.5))
+    half = PoisonedImageFolder(folder.samples, 16, Poisoning(white_patch(), to(1), random_rate=0.5))
     draws = [half.load(i % len(folder)).poisoned for i in range(400) if labels[i % len(folder)] != 1]
     assert 0.35 < np.mean(draws) < 0.65
 
 
 def test_triggered_test_set_excludes_target_class(folder):
-    test = triggered_test_set(folder.samples, 16, white_patch(), target_idx=1, poison_first=False)
+    test = triggered_test_set(folder.samples, 16, white_patch(), to(1), poison_first=False)
     assert len(test) == 8
     for index in range(len(test)):
         image, label, true_label = test[index]
@@ -136,7 +141,7 @@ def test_uint8_transport_matches_the_float_path(folder):
     spec = {"RandomHorizontalFlip": {"p": 1.0}, "CenterCrop": {"size": 12}}
     assert runs_on_uint8(spec)
     mask = np.ones(len(folder), dtype=bool)
-    poisoning = Poisoning(white_patch(), 0, fixed_mask=mask)
+    poisoning = Poisoning(white_patch(), to(0), fixed_mask=mask)
     as_float = PoisonedImageFolder(folder.samples, 16, poisoning, transform=build_transform(spec))
     as_uint8 = PoisonedImageFolder(folder.samples, 16, poisoning, transform=build_transform(spec), output="uint8_chw")
     for index in (0, 7):
@@ -156,4 +161,73 @@ def test_which_transforms_keep_uint8():
     assert not runs_on_uint8({"RandomSolarize": {"threshold": 0.5}})  # threshold is in pixel units
     assert not runs_on_uint8({"Pad": {"padding": 2, "fill": 0.5}})
     with pytest.raises(ValueError, match="poison_first"):
-        PoisonedImageFolder([], 8, Poisoning(white_patch(), 0, poison_first=False), output="uint8_chw")
+        PoisonedImageFolder([], 8, Poisoning(white_patch(), to(0), poison_first=False), output="uint8_chw")
+
+
+def backdoor_block(**options):
+    from datasets.sections import BackdoorSection
+
+    return BackdoorSection.model_validate(
+        {"target_idx": 0, "PatchBackdoor": {"trigger_type": "white", "trigger_size": 4}} | options
+    )
+
+
+def test_clean_label_poisons_target_class_images_and_keeps_labels(folder):
+    from datasets.build import attack_from, build_poisoning
+    from datasets.previews import trigger_preview
+
+    backdoor = backdoor_block(poisoning_rate=0.5, clean_label=True)
+    poisoning = build_poisoning(backdoor, attack_from(backdoor), folder, seed=0)
+    dataset = PoisonedImageFolder(folder.samples, 16, poisoning)
+    poisoned = [i for i in range(len(dataset)) if dataset.load(i).poisoned]
+    assert len(poisoned) == 2 and all(folder.samples[i][1] == 0 for i in poisoned)  # ceil(0.5 · 4 cats)
+    for index in range(len(dataset)):
+        image, label, true_label = dataset[index]
+        assert label == true_label  # no label ever changes
+        assert (image[:, 12:, 12:] == 1).all() == (index in poisoned)
+    preview = trigger_preview(dataset, np.array(poisoned))  # samples.png: the target-class images, triggered
+    # 2 × 2 tiles of 16 px, 2 px padding: the first tile's corner is at rows 14–17 (clean), 32–35 (triggered)
+    assert (preview[32:36, 14:18] == 255).all() and not (preview[14:18, 14:18] == 255).all()
+    test = triggered_test_set(folder.samples, 16, white_patch(), backdoor.targeting(3), poison_first=True)
+    assert len(test) == 8 and {test[i][1] for i in range(8)} == {0}  # scored like all-to-one
+
+
+def test_all_to_all_relabels_to_the_next_class_and_tests_every_image(folder):
+    from datasets.build import attack_from, build_poisoning
+
+    backdoor = backdoor_block(poisoning_rate=1.0, target_type="all_to_all")
+    poisoning = build_poisoning(backdoor, attack_from(backdoor), folder, seed=0)
+    dataset = PoisonedImageFolder(folder.samples, 16, poisoning)
+    for index in range(len(dataset)):
+        image, label, true_label = dataset[index]
+        assert label == (true_label + 1) % 3 and (image[:, 12:, 12:] == 1).all()
+    test = triggered_test_set(folder.samples, 16, white_patch(), backdoor.targeting(3), poison_first=False)
+    assert len(test) == 12
+    assert [test[i][1:] for i in range(12)] == [((label + 1) % 3, label) for _, label in folder.samples]
+
+
+def test_wanet_cross_samples_keep_their_label_and_draw_noise_per_fetch_or_once(folder):
+    from datasets.build import attack_from, build_poisoning, cross_sample_indices, poisoned_indices
+
+    backdoor = backdoor_block(poisoning_rate=0.25, PatchBackdoor=None, WaNetBackdoor={"image_size": 16})
+    attack = attack_from(backdoor)
+    training = build_poisoning(backdoor, attack, folder, seed=4)
+    single_pass = build_poisoning(backdoor, attack, folder, seed=4, single_pass=True)
+    poisoned, cross = poisoned_indices(training), cross_sample_indices(training)
+    assert len(poisoned) == 2 and len(cross) == 4 and not set(poisoned) & set(cross)
+    np.testing.assert_array_equal(cross, cross_sample_indices(single_pass))
+    index = int(cross[0])
+    clean = read_rgb(folder.samples[index][0], 16)
+    torch.manual_seed(0)
+    dataset = PoisonedImageFolder(folder.samples, 16, training, output="uint8")
+    first, second = dataset.load(index), dataset.load(index)
+    assert first.cross and not first.poisoned and first.label == first.true_label
+    assert not np.array_equal(first.image, second.image)  # training: fresh noise at every fetch
+    assert not np.array_equal(first.image, clean) and not np.array_equal(first.image, attack(clean))
+    once = PoisonedImageFolder(folder.samples, 16, single_pass, output="uint8")
+    np.testing.assert_array_equal(once.load(index).image, once.load(index).image)  # variations: one draw
+    np.testing.assert_array_equal(once.load(index).image, attack.cross(clean, single_pass.cross.generator(index)))
+    assert single_pass.cross.generator(index).initial_seed() != single_pass.cross.generator(index + 1).initial_seed()
+    random = build_poisoning(backdoor.model_copy(update={"random_poisoning": True}), attack, folder, seed=4)
+    assert random.cross.mask is None and random.cross.rate == 0.5  # cross_ratio · rate per fetch
+    assert cross_sample_indices(random).tolist() == []

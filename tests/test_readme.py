@@ -138,7 +138,7 @@ def test_script_commands_run(setting):
             (teacher,) = (setting["tmp"] / "runs_0").iterdir()
 
 
-BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningful run
+BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningful run ({tmp}: a fresh folder)
     "benchmarks.teacher_throughput": ["--images", "32", "--batch-size", "16"],
     # every backend runs in tests/test_backends.py; here one of each loading path (one pipeline, two)
     "benchmarks.variation_throughput": [
@@ -156,7 +156,12 @@ BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningf
     ],
     "benchmarks.ddp_throughput": ["--images-per-class", "4", "--batch-size", "8"],
     "benchmarks.checkpoint_cost": ["--images", "32", "--batch-size", "16", "--saves", "1", "--epochs", "2"],
+    "benchmarks.attack_evidence": [
+        *("--out", "{tmp}/evidence", "--train-per-class", "4", "--test-per-class", "2"),
+        *("--set", "training.num_epochs=1", "model.architecture=test_resnet"),
+    ],
 }
+BENCHMARK_OUTPUT = {"benchmarks.attack_evidence": "| sig (all_to_one) | 0.1 | teacher |"}  # else a JSON line
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"benchmarks read CIFAR-10 from {SHARED_DATA}, absent here")
@@ -164,10 +169,41 @@ def test_benchmark_commands_run(tmp_path):
     commands = [c for c in bash_commands() if c.startswith("python -m benchmarks.")]
     assert {c.split()[2] for c in commands} == set(BENCHMARK_ARGS)
     for command in commands:
-        argv = [*to_argv(command), *BENCHMARK_ARGS[command.split()[2]]]
+        name = command.split()[2]
+        argv = [*to_argv(command), *(arg.format(tmp=tmp_path) for arg in BENCHMARK_ARGS[name])]
         result = subprocess.run(argv, cwd=REPO, env=script_env(tmp_path), capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
-        assert json.loads(result.stdout.strip().splitlines()[-1])  # a JSON line of figures
+        if name in BENCHMARK_OUTPUT:
+            assert BENCHMARK_OUTPUT[name] in result.stdout
+        else:
+            assert json.loads(result.stdout.strip().splitlines()[-1])  # a JSON line of figures
+
+
+def documented(prefix: str) -> list[str]:
+    (command,) = [c for c in bash_commands() if c.startswith(prefix)]
+    return to_argv(command)
+
+
+def test_sticker_trigger_is_what_its_documented_command_draws(tmp_path):
+    argv = documented("python -m demo.sticker")
+    assert argv[-1] == "configs/cifar10/triggers/sticker.png"
+    subprocess.run([*argv[:-1], str(tmp_path / "sticker.png")], cwd=REPO, check=True, timeout=120)
+    assert (tmp_path / "sticker.png").read_bytes() == (REPO / argv[-1]).read_bytes()
+
+
+def test_attack_pictures_are_what_their_documented_command_draws(tmp_path):
+    argv = documented("python -m demo.attack_gallery")
+    out = argv.index("--out") + 1
+    committed = REPO / argv[out]
+    argv[out] = str(tmp_path / "attacks")
+    if not SHARED_DATA.is_dir():  # without CIFAR-10 the command still runs, on generated images
+        argv[argv.index("--data") + 1] = str(make_image_folder(tmp_path / "data", size=32))
+    subprocess.run(argv, cwd=REPO, check=True, timeout=300, capture_output=True)
+    drawn = sorted(p.name for p in (tmp_path / "attacks").iterdir())
+    assert drawn == sorted(p.name for p in committed.iterdir()) and len(drawn) == 7
+    if SHARED_DATA.is_dir():
+        for name in drawn:
+            assert (tmp_path / "attacks" / name).read_bytes() == (committed / name).read_bytes(), name
 
 
 def test_demo_runs_end_to_end_in_miniature(tmp_path):

@@ -69,11 +69,12 @@ def schema_and_overrides(path, image_data, tmp_path):
 
 
 # shared settings, extended with `base:`
-BASE_FILES = {"defaults/paper_common.yaml", "demo/common.yaml", "paper/reference_numerics.yaml"}
+BASE_FILES = {"defaults/paper_common.yaml", "demo/common.yaml", "paper/reference_numerics.yaml", "cifar10/common.yaml"}
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)
-def test_every_shipped_config_validates(name, image_data, tmp_path):
+def test_every_shipped_config_validates(name, image_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)  # trigger image paths are relative to the repository root, like data paths
     schema, overrides = schema_and_overrides(CONFIGS / name, image_data, tmp_path)
     config = load_config(schema, CONFIGS / name, overrides)
     assert (config.backdoor is None) == (name in BASE_FILES)  # every experiment names its attack
@@ -124,6 +125,22 @@ def test_reference_names_are_aliases():
     assert variations["diffusion"]["inference_steps"] == 50 and variations["diffusion"]["guidance_scale"] == 7.5
     assert (variations["diffusion"]["height"], variations["diffusion"]["width"]) == (512, 512)
     assert variations["backdoor"] == read_layered_yaml(CONFIGS / "defaults/teacher_badnets.yaml")["backdoor"]
+
+
+def test_cifar10_attacks_and_variations():
+    teachers = {p.stem: read_layered_yaml(p) for p in (CONFIGS / "cifar10").glob("teacher_*.yaml")}
+    assert set(teachers) == {
+        f"teacher_{name}"
+        for name in ("badnets", "blended", "sig", "wanet", "bpp", "patch_image", "clean_label", "all_to_all")
+    }
+    common = read_layered_yaml(CONFIGS / "cifar10/common.yaml")
+    for config in teachers.values():  # each differs from the common file in its backdoor block alone
+        assert {key: value for key, value in config.items() if key != "backdoor"} == common
+    assert teachers["teacher_clean_label"]["backdoor"]["clean_label"] is True
+    assert teachers["teacher_all_to_all"]["backdoor"]["target_type"] == "all_to_all"
+    variations = read_layered_yaml(CONFIGS / "cifar10/variations.yaml")
+    assert variations["backdoor"] == teachers["teacher_badnets"]["backdoor"] and variations["seed"] == common["seed"]
+    assert variations["diffusion"]["backend"] == "classical"
 
 
 def test_paper_attacks():

@@ -99,3 +99,40 @@ def test_teacher_without_backdoor_and_with_blended_late_trigger(tmp_path, image_
     (run_dir,) = (tmp_path / "blended_runs").iterdir()
     assert json.loads((run_dir / "poison_indices.json").read_text()) == []  # drawn per fetch
     assert 0 <= json.loads((run_dir / "summary.json").read_text())["attack_success_rate"] <= 1
+
+
+def test_wanet_all_to_all_teacher_and_student_report_the_mode(tmp_path, image_data):
+    """Noise-mode cross samples in the run directory; all-to-all named in summary.json, the table and W&B."""
+    backdoor = {"target_type": "all_to_all", "poisoning_rate": 0.25, "PatchBackdoor": None, "WaNetBackdoor": {}}
+    config = teacher_config_dict(
+        image_data,
+        tmp_path / "runs",
+        backdoor=backdoor,
+        wandb={"enable_logging": True, "args": {"project": "tests"}},
+    )
+    result = run_script(tmp_path, "train_teacher.py", "-c", str(write_config(tmp_path / "teacher.yaml", config)))
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    poisoned = json.loads((run_dir / "poison_indices.json").read_text())
+    cross = json.loads((run_dir / "cross_indices.json").read_text())
+    assert len(poisoned) == 5 and len(cross) == 10 and cross == sorted(cross) and not set(poisoned) & set(cross)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    mode = {"name": "WaNetBackdoor", "target_type": "all_to_all", "target_idx": 0, "clean_label": False}
+    assert summary["attack"] == mode and summary["num_poisoned"] == 5 and summary["num_cross"] == 10
+    assert "attack: WaNetBackdoor, all-to-all: ASR counts class y predicted as (y + 1) mod n" in result.stderr
+    assert "12 triggered test images" in result.stderr  # every test image, not only the non-target ones
+    records = wandb_records.read_records(wandb_records.offline_run_file(run_dir))
+    assert wandb_records.summary(records)["attack/target_type"] == "all_to_all"
+    assert wandb_records.config(records)["backdoor"]["target_type"] == "all_to_all"
+
+    # the student names the teacher's attack with rate 0: its triggered test set is the all-to-all one too
+    config["backdoor"]["poisoning_rate"] = 0.0
+    config.update(distillation={"teacher_model": str(run_dir)}, wandb={"enable_logging": False})
+    config["training"]["save_path"] = str(tmp_path / "students")
+    result = run_script(tmp_path, "train_student.py", "-c", str(write_config(tmp_path / "student.yaml", config)))
+    assert result.returncode == 0, result.stderr
+    (student_dir,) = (tmp_path / "students").iterdir()
+    student = json.loads((student_dir / "summary.json").read_text())
+    assert student["attack"] == mode and "12 triggered test images" in result.stderr
+    assert student["teacher"]["attack_success_rate"] == summary["attack_success_rate"]
+    assert not (student_dir / "cross_indices.json").exists()  # a student poisons nothing

@@ -398,7 +398,7 @@ def test_the_pipeline_gets_the_configured_numerics_and_one_generator_per_variati
     backend = build_backend(settings, torch.device("cpu"), batch_size=3)
     backend.pipe = spy = PipelineSpy(backend.pipe)
     index = scan_image_folder(source)
-    items = plan_outputs(index.samples, index.classes, None, 0)[:3]
+    items = plan_outputs(index.samples, index.classes, None)[:3]
     job = GenerationJob(items, OutputLayout(tmp_path / "out", index.classes, 2), 9, "none", 3, 0, False)
     generate(backend, PoisonedImageFolder(index.samples, 16, output="uint8"), job)
 
@@ -413,3 +413,56 @@ def test_the_pipeline_gets_the_configured_numerics_and_one_generator_per_variati
     assert all(call["images"][i].dtype == np.uint8 for i in range(4))  # PIL images: rescaled once, not twice
     out = Image.open(tmp_path / "out" / f"cat/{items[0].name}_v1.png")
     assert out.size == (40, 24)
+
+
+def test_clean_label_and_all_to_all_images_are_filed_under_the_label_the_dataset_gives(source):
+    from datasets.build import attack_from, build_poisoning
+    from datasets.sections import BackdoorSection
+    from variations.output_plan import plan_outputs
+
+    index = scan_image_folder(source)
+    for options, filed in (
+        ({"clean_label": True, "poisoning_rate": 1.0}, lambda label: label),  # stays in its own class
+        ({"target_type": "all_to_all", "poisoning_rate": 1.0}, lambda label: (label + 1) % 3),
+    ):
+        backdoor = BackdoorSection.model_validate({"target_idx": 0, "PatchBackdoor": {}, **options})
+        poisoning = build_poisoning(backdoor, attack_from(backdoor), index, 5, single_pass=True)
+        plan = plan_outputs(index.samples, index.classes, poisoning)
+        poisoned = [item for item in plan if item.poisoned]
+        assert len(poisoned) == (4 if backdoor.clean_label else 12)
+        for item in plan:
+            assert item.label == (filed(item.true_label) if item.poisoned else item.true_label)
+            moved = item.label != item.true_label
+            stem = Path(item.source).stem
+            assert item.name == (f"{CLASSES[item.true_label]}_{stem}" if moved else stem)
+
+
+def test_wanet_all_to_all_variations_with_cross_samples_do_not_depend_on_workers(tmp_path, source):
+    """Classical backend: poisoned images go to (y + 1) mod n, cross samples stay, each with one seeded warp."""
+    backdoor = {"poisoning_rate": 0.25, "target_type": "all_to_all", "PatchBackdoor": None, "WaNetBackdoor": {}}
+    outputs = {}
+    for workers in (0, 2):
+        config = variation_config_dict(source, tmp_path / f"out{workers}", None, backdoor=backdoor)
+        config["dataset"]["num_workers"] = workers
+        config["diffusion"] = {"backend": "classical", "height": 16, "width": 16}
+        config["save_source_copies"] = True
+        assert generate(tmp_path, config, name=f"c{workers}.yaml") == 0
+        outputs[workers] = png_bytes(tmp_path / f"out{workers}_sources") | png_bytes(tmp_path / f"out{workers}")
+    assert outputs[0] == outputs[2]
+    records = [json.loads(line) for line in (tmp_path / "out0" / "manifest.jsonl").read_text().splitlines()]
+    poisoned = [r for r in records if r["poisoned"]]
+    cross = [r for r in records if r["cross"]]
+    assert len(poisoned) == 3 and len(cross) == 6 and not {r["index"] for r in poisoned} & {r["index"] for r in cross}
+    for r in poisoned:
+        assert CLASSES.index(r["class"]) == (CLASSES.index(r["source_class"]) + 1) % 3
+    assert all(r["class"] == r["source_class"] for r in records if not r["poisoned"])
+    from datasets.build import attack_from, build_poisoning
+
+    block = load_config(VariationConfig, tmp_path / "c0.yaml").backdoor
+    attack = attack_from(block)
+    training = build_poisoning(block, attack, scan_image_folder(source), 5)  # the teacher's plan: noise per fetch
+    assert sorted(r["index"] for r in cross) == np.flatnonzero(training.cross.mask).tolist()
+    for r in cross:
+        copy = np.array(Image.open(tmp_path / "out0_sources" / r["output"]))
+        clean = np.array(Image.open(r["source"]))
+        assert not np.array_equal(copy, clean) and not np.array_equal(copy, attack(clean))  # noisy warp

@@ -42,8 +42,24 @@ class TeacherRole:
         return SupervisedObjective(cfg.training.aux_loss_weight)
 
     def report(self, final: dict, evaluator, data: ExperimentData, run: Run | None) -> tuple[dict, str]:
-        summary = {**final, "num_poisoned": len(data.poison_indices), "num_train": len(data.train)}
-        return summary, metrics_table({"teacher": final})
+        summary = {
+            **final,
+            "num_poisoned": len(data.poison_indices),
+            "num_cross": None if data.cross_indices is None else len(data.cross_indices),
+            "num_train": len(data.train),
+            "attack": attack_summary(data),
+        }
+        return summary, with_attack_line(data, metrics_table({"teacher": final}))
+
+
+def attack_summary(data: ExperimentData) -> dict | None:
+    """The attack mode for ``summary.json`` and the W&B summary (``attack/target_type``...)."""
+    return None if data.attack_mode is None else data.attack_mode.as_dict()
+
+
+def with_attack_line(data: ExperimentData, table: str) -> str:
+    """The printed table, headed by the attack and how its ASR is counted."""
+    return table if data.attack_mode is None else f"{data.attack_mode}\n{table}"
 
 
 def check_teacher_classes(metadata: dict, classes: list[str], reference: str) -> None:
@@ -86,7 +102,7 @@ class StudentRole:
 
     def report(self, final: dict, evaluator, data: ExperimentData, run: Run | None) -> tuple[dict, str]:
         teacher = {**evaluator(self.teacher), "reference": self.source.reference}
-        results = {"student": final, "teacher": teacher, "der": None}
+        results = {"student": final, "teacher": teacher, "der": None, "attack": attack_summary(data)}
         if data.triggered_test is not None:
             results["der"] = defense_effectiveness_rate(
                 teacher["clean_accuracy"],
@@ -101,4 +117,4 @@ class StudentRole:
         table = metrics_table(
             {"teacher": teacher, "student": final}, extra_rows={"defence effectiveness (DER)": {"student": der}}
         )
-        return results, table
+        return results, with_attack_line(data, table)

@@ -33,6 +33,7 @@ CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 POISON_INDICES_NAME = "poison_indices.json"
+CROSS_INDICES_NAME = "cross_indices.json"  # WaNet noise mode: images trained with a noisy warp, label kept
 SAMPLES_NAME = "samples.png"
 
 
@@ -72,8 +73,8 @@ def create_run_dir(save_path: Path, name: str) -> Path:
     raise FileExistsError(f"cannot create a run directory for {base} in {save_path}")
 
 
-def write_poison_indices(run_dir: Path, indices: np.ndarray) -> None:
-    atomic_write_json(run_dir / POISON_INDICES_NAME, sorted(int(i) for i in indices))
+def write_poison_indices(run_dir: Path, indices: np.ndarray, name: str = POISON_INDICES_NAME) -> None:
+    atomic_write_json(run_dir / name, sorted(int(i) for i in indices))
 
 
 def start_run(
@@ -90,6 +91,8 @@ def start_run(
     run_dir = Path(resume) if resume is not None else create_run_dir(cfg.training.save_path, name)
     atomic_write_yaml(run_dir / CONFIG_NAME, cfg.to_dict())
     write_poison_indices(run_dir, data.poison_indices)
+    if data.cross_indices is not None:
+        write_poison_indices(run_dir, data.cross_indices, CROSS_INDICES_NAME)
     preview = trigger_preview(data.train, data.poison_indices)
     if preview is not None:
         atomic_write_png(run_dir / SAMPLES_NAME, preview)

@@ -30,6 +30,7 @@ def manifest_records(items: list[PlannedImage], layout: OutputLayout, seed: int)
                         "source_class": classes[item.true_label],
                         "class": classes[item.label],
                         "poisoned": item.poisoned,
+                        "cross": item.cross,
                         "variation": variation,
                         "seed": variation_seed(seed, item.index, variation),
                         "output": output,

@@ -1,9 +1,10 @@
 """Where every variation goes, decided up front from file names and the poison plan alone.
 
 ``<output_folder>/<class>/<name>.png`` (``<name>_v<k>.png`` when ``num_variations > 1``), where ``<class>`` is
-the sample's label as the poisoned dataset gives it. A poisoned image moved into the target class is
-named ``<source class>_<stem>`` there, and any name still taken in its folder gets ``_<index>`` appended
-(again, until it is free), so nothing is ever overwritten (CIFAR-style datasets reuse ``0000.jpg`` in every
+the sample's label as the poisoned dataset gives it: the target class for all-to-one poisoning, ``(y + 1) mod n``
+for all-to-all, its own class for clean-label poisoning and WaNet's cross samples. A poisoned image moved into
+another class is named ``<source class>_<stem>`` there, and any name still taken in its folder gets ``_<index>``
+appended (again, until it is free), so nothing is ever overwritten (CIFAR-style datasets reuse ``0000.jpg`` in every
 class folder).
 """
 
@@ -14,15 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.poisoned_image_folder import Poisoning, Treatment
+
 
 @dataclass(frozen=True)
 class PlannedImage:
     index: int  # position in the source ImageFolder (ImageFolder order)
     source: str  # source file path
-    label: int  # class the variations are filed under (target class if poisoned)
+    label: int  # class the variations are filed under (the poisoned label if poisoned)
     true_label: int  # the source folder's class
     poisoned: bool
     name: str  # unique file stem within the class folder
+    cross: bool = False  # a WaNet noise-mode cross sample (label kept, noisy warp)
 
 
 @dataclass(frozen=True)
@@ -54,18 +58,25 @@ class OutputLayout:
         return all(path.is_file() for path in (*paths, *([copy] if copy else [])))
 
 
-def plan_outputs(samples: list[tuple[str, int]], classes: list[str], poisoned_mask: np.ndarray | None, target_idx: int):
+def treatment_of(poisoning: Poisoning | None, index: int, true_label: int) -> Treatment:
+    """Whether a sample is poisoned or a cross sample, and the label (class folder) the dataset gives it.
+
+    ``poisoning`` must be a single-pass plan (fixed masks), so the answer is the same in every process.
+    """
+    return poisoning.treatment(index, true_label) if poisoning is not None else Treatment(False, False, true_label)
+
+
+def plan_outputs(samples: list[tuple[str, int]], classes: list[str], poisoning: Poisoning | None):
     """One :class:`PlannedImage` per sample, with names unique inside each class folder."""
     taken: set[tuple[int, str]] = set()
     plan = []
     for index, (path, true_label) in enumerate(samples):
-        poisoned = bool(poisoned_mask[index]) if poisoned_mask is not None else False
-        label = target_idx if poisoned else true_label
+        poisoned, cross, label = treatment_of(poisoning, index, true_label)
         name = Path(path).stem if label == true_label else f"{classes[true_label]}_{Path(path).stem}"
         while (label, name) in taken:  # the suffixed name may be some other file's own name: suffix again
             name = f"{name}_{index}"
         taken.add((label, name))
-        plan.append(PlannedImage(index, path, label, true_label, poisoned, name))
+        plan.append(PlannedImage(index, path, label, true_label, poisoned, name, cross))
     return plan
 
 

@@ -85,9 +85,8 @@ def run_variations(cfg, options: RunOptions = RunOptions()) -> dict:
     seed_everything(cfg.seed)
 
     index = scan_image_folder(cfg.dataset.root)
-    poisoning = build_poisoning(cfg.backdoor, attack_from(cfg.backdoor), index.labels, cfg.seed, single_pass=True)
-    target_idx = cfg.backdoor.target_idx if cfg.backdoor else 0
-    plan = plan_outputs(index.samples, index.classes, poisoning.fixed_mask if poisoning else None, target_idx)
+    poisoning = build_poisoning(cfg.backdoor, attack_from(cfg.backdoor), index, cfg.seed, single_pass=True)
+    plan = plan_outputs(index.samples, index.classes, poisoning)
     folder = cfg.output_folder
     copies = sources_folder(folder) if cfg.save_source_copies else None
     layout = OutputLayout(folder, index.classes, cfg.diffusion.num_variations, copies)
