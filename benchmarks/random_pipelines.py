@@ -93,3 +93,22 @@ def build_random_pipeline(size: str = "tiny", seed: int = 0):
     return pipeline_class()(
         image_feature_extractor=processor, image_encoder=encoder, image_unet=unet, vae=vae, scheduler=scheduler
     )
+
+
+def build_random_ddpm_pipeline(sample_size: int = 16, seed: int = 0):
+    """A ``DDPMPipeline`` (unconditional pixel-space ``UNet2DModel``) with random weights, a few hundred kB."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=sample_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=8,
+    )
+    return DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000))

@@ -21,6 +21,8 @@ class ExportInfo:
     parameters: int
     steps: int
     minutes: float  # training wall time, summed over resumed runs
+    cpu_minutes: float  # CPU time of the training process (all its threads), summed likewise
+    threads: int  # torch's intra-op threads
     device: str
     final_loss: float  # mean training loss of the last 100 steps
     held_out_loss: float  # the objective on fixed clean shapes training never saw
@@ -28,6 +30,7 @@ class ExportInfo:
 
 def model_card(info: ExportInfo) -> str:
     settings = "\n".join(f"| `{key}` | `{value}` |" for key, value in info.settings.items())
+    cpu = f"{info.threads} threads, {info.cpu_minutes:.1f} min of CPU time"
     images = f"{info.steps} steps of {info.settings['batch_size']} freshly drawn images"
     return f"""# Demo DDPM: clean generated shapes, {info.settings["size"]}×{info.settings["size"]}
 
@@ -46,7 +49,7 @@ Made with:
 | | |
 |---|---|
 | parameters | {info.parameters:,} ({info.parameters / 1e6:.2f} M), stored as float16 |
-| training | {images}, {info.minutes:.1f} min on {info.device} |
+| training | {images}, {info.minutes:.1f} min wall time on {info.device} ({cpu}) |
 | weights | exponential moving average of the trained weights |
 | loss (noise MSE) | {info.final_loss:.4f} over the last 100 steps; {info.held_out_loss:.4f} on 64 held-out shapes |
 

@@ -13,6 +13,7 @@ from pydantic import Discriminator, Tag
 
 from variations.backends.base import GenerationSection, SourceBatch, VariationBackend
 from variations.backends.classical import ClassicalBackend
+from variations.backends.ddpm_sdedit import DDPMSdeditBackend
 from variations.backends.versatile_diffusion import VersatileDiffusionBackend
 
 DEFAULT_BACKEND = "versatile_diffusion"
@@ -20,6 +21,7 @@ DEFAULT_BACKEND = "versatile_diffusion"
 BACKENDS: dict[str, type] = {
     "versatile_diffusion": VersatileDiffusionBackend,
     "classical": ClassicalBackend,
+    "ddpm_sdedit": DDPMSdeditBackend,
 }
 
 
