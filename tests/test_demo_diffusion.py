@@ -11,8 +11,8 @@ from PIL import Image
 
 from demo import train_diffusion
 from demo.dataset import CLASSES, STREAMS, draw_keyed, generate_demo_dataset, sample_key
+from demo.diffusion_training import DiffusionTraining, Trainer, clean_images, held_out_loss
 from demo.report import samples_figure
-from demo.train_diffusion import DiffusionTraining, Trainer, clean_images, held_out_loss
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "demo" / "ddpm_shapes"
