@@ -30,7 +30,7 @@ class ExportInfo:
 
 def model_card(info: ExportInfo) -> str:
     settings = "\n".join(f"| `{key}` | `{value}` |" for key, value in info.settings.items())
-    cpu = f"{info.threads} threads, {info.cpu_minutes:.1f} min of CPU time"
+    cpu = f"torch threads: {info.threads}, {info.cpu_minutes:.1f} min of CPU time"
     images = f"{info.steps} steps of {info.settings['batch_size']} freshly drawn images"
     return f"""# Demo DDPM: clean generated shapes, {info.settings["size"]}×{info.settings["size"]}
 
