@@ -31,6 +31,10 @@ CLASSES = (
     "vertical_stripes",
 )
 SUPERSAMPLE = 4  # drawn at 4× the output size, then downsampled: smooth edges
+# Each image's random stream is keyed by (seed, stream, label, index). The demo's ImageFolder splits and the
+# clean shapes the demo diffusion model learns from (demo/train_diffusion.py: "diffusion" for training,
+# "diffusion_check" for its held-out loss) use different streams, so they never share an image, for any seed.
+STREAMS = {"train": 0, "test": 1, "diffusion": 2, "diffusion_check": 3}
 
 
 def _colour(rng: np.random.Generator, avoid: np.ndarray | None = None) -> tuple[int, int, int]:
@@ -102,19 +106,27 @@ def draw_sample(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(canvas.resize((size, size), Image.Resampling.LANCZOS))
 
 
+def sample_key(seed: int, stream: str, label: int, index: int) -> tuple[int, int, int, int]:
+    """The seed of one image's random stream."""
+    return seed, STREAMS[stream], label, index
+
+
+def draw_keyed(seed: int, stream: str, label: int, index: int, size: int) -> np.ndarray:
+    """Image ``index`` of class ``label`` in ``stream``: a pure function of its key and size."""
+    return draw_sample(label, size, np.random.default_rng(sample_key(seed, stream, label, index)))
+
+
 def generate_demo_dataset(
     root: str | Path, seed: int = 0, train_per_class: int = 200, test_per_class: int = 50, size: int = 32
 ) -> Path:
     """Write ``root/train`` and ``root/test`` (skipping images already there); returns ``root``."""
     root = Path(root)
-    for split_id, (split, count) in enumerate((("train", train_per_class), ("test", test_per_class))):
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
         for label, name in enumerate(CLASSES):
             for index in range(count):
                 path = root / split / name / f"{index:04d}.png"
-                if path.is_file():
-                    continue
-                rng = np.random.default_rng([seed, split_id, label, index])
-                atomic_write_png(path, draw_sample(label, size, rng))
+                if not path.is_file():
+                    atomic_write_png(path, draw_keyed(seed, split, label, index, size))
     return root
 
 

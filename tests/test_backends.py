@@ -26,7 +26,14 @@ from utils.atomic_io import TEMP_MARKER
 from variations.backends import BACKENDS, build_backend, diffusion_section
 from variations.backends.hub_files import needed_files
 
-DIFFUSION_BACKENDS = ["versatile_diffusion", "sd_image_variations", "sd_img2img", "stable_unclip", "kandinsky22"]
+DIFFUSION_BACKENDS = [
+    "versatile_diffusion",
+    "sd_image_variations",
+    "sd_img2img",
+    "stable_unclip",
+    "kandinsky22",
+    "ddpm_sdedit",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.random_pipelines import kandinsky, stable_diffusion, versatile_diffusion
+from benchmarks.random_pipelines import ddpm, kandinsky, stable_diffusion, versatile_diffusion
 
 FAMILIES = {
     "versatile_diffusion": versatile_diffusion.build,
@@ -21,6 +21,7 @@ FAMILIES = {
     "sd_img2img": stable_diffusion.build_img2img,
     "stable_unclip": stable_diffusion.build_unclip,
     "kandinsky22": kandinsky.build,
+    "ddpm_sdedit": ddpm.build,
 }
 
 

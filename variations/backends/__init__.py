@@ -14,6 +14,7 @@ from pydantic import Discriminator, Tag
 
 from variations.backends.base import GenerationSection, SourceBatch, VariationBackend
 from variations.backends.classical import ClassicalBackend
+from variations.backends.ddpm_sdedit import DDPMSdeditBackend
 from variations.backends.kandinsky22 import Kandinsky22Backend
 from variations.backends.sd_image_variations import SDImageVariationsBackend
 from variations.backends.sd_img2img import SDImg2ImgBackend
@@ -29,6 +30,7 @@ BACKENDS: dict[str, type] = {
     "sd_img2img": SDImg2ImgBackend,
     "stable_unclip": StableUnCLIPBackend,
     "kandinsky22": Kandinsky22Backend,
+    "ddpm_sdedit": DDPMSdeditBackend,
 }
 
 

@@ -140,13 +140,16 @@ def load_pipeline(pipeline_class, model: str, device: torch.device, dtype: torch
 
 def use_sdpa(denoiser) -> None:
     """PyTorch's fused scaled-dot-product attention in every attention layer (diffusers' torch-2 default, made
-    explicit), keeping each layer's kind: Kandinsky's UNet has added-key/value attention."""
+    explicit), keeping each layer's kind: Kandinsky's UNet has added-key/value attention. Models without the
+    attention-processor interface (``UNet2DModel``) use ``AttnProcessor2_0`` by default."""
     from diffusers.models.attention_processor import (
         ADDED_KV_ATTENTION_PROCESSORS,
         AttnAddedKVProcessor2_0,
         AttnProcessor2_0,
     )
 
+    if not hasattr(denoiser, "set_attn_processor"):  # UNet2DModel: its Attention layers default to SDPA already
+        return
     denoiser.set_attn_processor(
         {
             name: AttnAddedKVProcessor2_0() if type(processor) in ADDED_KV_ATTENTION_PROCESSORS else AttnProcessor2_0()

@@ -1,0 +1,87 @@
+"""Write the demo DDPM as a DDPMPipeline folder (save_pretrained layout) with its model card, all at once."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.atomic_io import FILE_MODE, TEMP_MARKER
+
+DIR_MODE = FILE_MODE | (FILE_MODE & 0o444) >> 2  # searchable wherever readable (0o644 → 0o755)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What the model card reports."""
+
+    command: str
+    settings: dict
+    parameters: int
+    steps: int
+    minutes: float  # training wall time, summed over resumed runs
+    cpu_minutes: float  # CPU time of the training process (all its threads), summed likewise
+    threads: int  # torch's intra-op threads
+    device: str
+    final_loss: float  # mean training loss of the last 100 steps
+    held_out_loss: float  # the objective on fixed clean shapes training never saw
+
+
+def model_card(info: ExportInfo) -> str:
+    settings = "\n".join(f"| `{key}` | `{value}` |" for key, value in info.settings.items())
+    cpu = f"torch threads: {info.threads}, {info.cpu_minutes:.1f} min of CPU time"
+    images = f"{info.steps} steps of {info.settings['batch_size']} freshly drawn images"
+    return f"""# Demo DDPM: clean generated shapes, {info.settings["size"]}×{info.settings["size"]}
+
+An unconditional DDPM (diffusers `UNet2DModel` + `DDPMScheduler`, `DDPMPipeline` layout) trained **only on
+clean shapes** drawn by `demo/dataset.py` from its own random stream (`diffusion`), which never yields one of
+the demo's training or test images, poisoned or not. It stands in for a diffusion model pretrained on clean
+data: the `ddpm_sdedit` variation backend loads it with `diffusion.model: demo/ddpm_shapes`
+(`configs/demo/variations_diffusion.yaml`).
+
+Made with:
+
+```
+{info.command}
+```
+
+| | |
+|---|---|
+| parameters | {info.parameters:,} ({info.parameters / 1e6:.2f} M), stored as float16 |
+| training | {images}, {info.minutes:.1f} min wall time on {info.device} ({cpu}) |
+| weights | exponential moving average of the trained weights |
+| loss (noise MSE) | {info.final_loss:.4f} over the last 100 steps; {info.held_out_loss:.4f} on 64 held-out shapes |
+
+Settings:
+
+| setting | value |
+|---|---|
+{settings}
+"""
+
+
+def export_pipeline(unet, scheduler, out: Path, info: ExportInfo) -> None:
+    """Replace ``out`` with the pipeline and its README.md; a run killed midway leaves the old folder."""
+    from diffusers import DDPMPipeline
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{out.name}{TEMP_MARKER}"))
+    previous = staging.with_name(staging.name + "-previous")
+    try:
+        # float16 halves the file kept in the repository; loading casts to the configured dtype
+        DDPMPipeline(unet=unet.half(), scheduler=scheduler).save_pretrained(staging)
+        (staging / "README.md").write_text(model_card(info))
+        for path in (staging, *staging.rglob("*")):  # some writers (and mkdtemp) make private files
+            path.chmod(DIR_MODE if path.is_dir() else FILE_MODE)
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+    except BaseException:
+        if previous.exists() and not out.exists():
+            previous.rename(out)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)

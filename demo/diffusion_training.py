@@ -1,0 +1,194 @@
+"""The demo DDPM's training: clean shapes from their own random stream, the DDPM objective, a resumable trainer.
+
+Every batch (images, timesteps, noise) is a pure function of (seed, step), so a run resumed from its
+checkpoint ends with the same weights as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from demo.dataset import CLASSES, draw_keyed
+from utils.atomic_io import atomic_path
+from utils.errors import TrainingError, UserError
+
+ATTENTION_SIDE = 8  # self-attention only at the level whose feature maps are 8×8 pixels: cheap on a CPU
+CHECK_IMAGES = 64  # held-out images for the loss reported at the end (and in the model card)
+
+
+@dataclass(frozen=True)
+class DiffusionTraining:
+    """What decides the weights (a checkpoint made with other values is refused)."""
+
+    seed: int = 0  # model initialisation and the stream of training images, timesteps and noise
+    steps: int = 600  # optimisation steps
+    batch_size: int = 64  # images per step, each freshly drawn
+    learning_rate: float = 1e-3  # AdamW peak; linear warm-up, then cosine decay to 0
+    warmup_steps: int = 100  # steps of linear learning-rate warm-up
+    size: int = 32  # image side, pixels (the demo's dataset.image_size)
+    channels: tuple[int, ...] = (32, 64, 96, 128)  # UNet block widths, one level each (each halves the side)
+    train_timesteps: int = 1000  # DDPM noise levels, linear betas 1e-4 → 0.02 (Ho et al.)
+    ema_power: float = 0.75  # EMA warm-up: decay = 1 − (1 + step)^−power, capped at 0.9999
+
+
+@dataclass(frozen=True)
+class TrainingPaths:
+    out: Path  # the exported pipeline (save_pretrained layout)
+    state_dir: Path  # the resumable checkpoint
+    checkpoint_every: int = 100  # steps between checkpoints
+
+
+def build_unet(settings: DiffusionTraining):
+    from diffusers import UNet2DModel
+
+    attention = [settings.size >> level == ATTENTION_SIDE for level in range(len(settings.channels))]
+    return UNet2DModel(
+        sample_size=settings.size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=settings.channels,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
+        layers_per_block=1,  # one residual block per level: the images are simple, the CPU is slow
+        norm_num_groups=8,  # channels must be multiples of 8
+        attention_head_dim=32,  # channels per attention head
+    )
+
+
+def noise_scheduler(settings: DiffusionTraining):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=settings.train_timesteps, beta_schedule="linear")
+
+
+def clean_images(seed: int, stream: str, first: int, count: int, size: int) -> torch.Tensor:
+    """Images ``first`` … ``first + count − 1`` of ``stream`` (classes in turn), N×3×H×W in [−1, 1]."""
+    numbers = range(first, first + count)
+    pixels = np.stack([draw_keyed(seed, stream, n % len(CLASSES), n // len(CLASSES), size) for n in numbers])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def noising(seed: int, step: int, shape: torch.Size, timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The timesteps and Gaussian noise of one batch, drawn from (seed, step) alone."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
+    t = torch.randint(0, timesteps, (shape[0],), generator=generator)
+    return t, torch.randn(shape, generator=generator)
+
+
+def denoising_loss(unet, scheduler, images: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The DDPM objective: mean squared error of the predicted noise."""
+    device = next(unet.parameters()).device
+    images, t, noise = images.to(device), t.to(device), noise.to(device)
+    return F.mse_loss(unet(scheduler.add_noise(images, noise, t), t).sample, noise)
+
+
+@torch.no_grad()
+def held_out_loss(unet, settings: DiffusionTraining) -> float:
+    """The objective on a fixed batch of clean shapes that training never sees ("diffusion_check" stream)."""
+    images = clean_images(settings.seed, "diffusion_check", 0, CHECK_IMAGES, settings.size)
+    t, noise = noising(settings.seed, 0, images.shape, settings.train_timesteps)
+    return denoising_loss(unet, noise_scheduler(settings), images, t, noise).item()
+
+
+class Trainer:
+    """The model, its EMA, the optimiser and its schedule, with a checkpoint that restores all of them."""
+
+    def __init__(self, settings: DiffusionTraining, device: torch.device):
+        from diffusers.optimization import get_cosine_schedule_with_warmup
+        from diffusers.training_utils import EMAModel
+
+        self.settings = settings
+        torch.manual_seed(settings.seed)
+        self.unet = build_unet(settings).to(device)
+        self.scheduler = noise_scheduler(settings)
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+        self.lr_schedule = get_cosine_schedule_with_warmup(self.optimizer, settings.warmup_steps, settings.steps)
+        self.ema = EMAModel(self.unet.parameters(), use_ema_warmup=True, power=settings.ema_power)
+        self.step = 0
+        self.losses: list[float] = []  # one per step, for the record
+        self.seconds = 0.0  # training wall time, summed over resumed runs
+        self.cpu_seconds = 0.0  # this process's CPU time (all threads), summed likewise: contention-free
+
+    def train_step(self) -> float:
+        settings = self.settings
+        first = self.step * settings.batch_size
+        images = clean_images(settings.seed, "diffusion", first, settings.batch_size, settings.size)
+        t, noise = noising(settings.seed, self.step, images.shape, settings.train_timesteps)
+        loss = denoising_loss(self.unet, self.scheduler, images, t, noise)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite loss at step {self.step}; lower --lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)  # guards the first steps at a high lr
+        self.optimizer.step()
+        self.lr_schedule.step()
+        self.ema.step(self.unet.parameters())
+        self.step += 1
+        self.losses.append(loss.item())
+        return self.losses[-1]
+
+    def state(self) -> dict:
+        return {
+            "settings": asdict(self.settings),
+            "step": self.step,
+            "losses": self.losses,
+            "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "unet": self.unet.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+        }
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def restore(self, path: Path) -> None:
+        state = torch.load(path, map_location=next(self.unet.parameters()).device, weights_only=True)
+        mine = asdict(self.settings) | {"steps": None}
+        saved = {**state["settings"], "channels": tuple(state["settings"]["channels"]), "steps": None}
+        if saved != mine:  # more steps may be asked for (the schedule stretches), nothing else may change
+            changed = sorted(key for key in mine if mine[key] != saved.get(key))
+            raise UserError(
+                f"{path} was made with other settings ({', '.join(changed)}); use them, or another --state-dir"
+            )
+        self.unet.load_state_dict(state["unet"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.step, self.losses = state["step"], state["losses"]
+        self.seconds, self.cpu_seconds = state["seconds"], state["cpu_seconds"]
+
+    def ema_unet(self):
+        """A copy of the UNet holding the EMA weights (what is exported)."""
+        unet = build_unet(self.settings)
+        self.ema.copy_to(unet.parameters())
+        return unet
+
+
+def train(settings: DiffusionTraining, paths: TrainingPaths, device: torch.device, show_progress=True) -> Trainer:
+    """Train up to ``settings.steps``, resuming from (and checkpointing to) ``paths.state_dir``."""
+    trainer = Trainer(settings, device)
+    checkpoint = paths.state_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        trainer.restore(checkpoint)
+    bar = tqdm(total=settings.steps, initial=trainer.step, desc="ddpm", unit="step", disable=not show_progress)
+    started, cpu_started = time.perf_counter() - trainer.seconds, time.process_time() - trainer.cpu_seconds
+    while trainer.step < settings.steps:
+        loss = trainer.train_step()
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if trainer.step % paths.checkpoint_every == 0 or trainer.step == settings.steps:
+            trainer.seconds = time.perf_counter() - started
+            trainer.cpu_seconds = time.process_time() - cpu_started
+            trainer.save(checkpoint)
+    bar.close()
+    return trainer
