@@ -22,27 +22,59 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
-def build_results(summaries: dict, backend: str, seconds: float) -> dict:
-    """Teacher, student on variations, student on clean images: CA, ASR, RA and (for students) DER."""
-    label = "Versatile Diffusion" if backend == "versatile_diffusion" else "classical baseline (no generative model)"
+FIRST_BACKENDS = {  # the first variation row: the baseline, or Versatile Diffusion where it can run
+    "classical": ("student_classical", "classical", "classical baseline (no generative model)"),
+    "versatile_diffusion": ("student_versatile_diffusion", "Versatile Diffusion", "Versatile Diffusion"),
+}
+
+
+def result_name(backend: str) -> str:
+    """The key of the student on the first variations in results.json: named by its training data."""
+    return FIRST_BACKENDS[backend][0]
+
+
+def row_name(backend: str) -> str:
+    """The name of the first variations' row in samples.png."""
+    return FIRST_BACKENDS[backend][1]
+
+
+def diffusion_strength(variations: Path) -> float:
+    """The SDEdit strength a ``ddpm_sdedit`` variations folder was made with (its saved config)."""
+    return float(yaml.safe_load((Path(variations) / "config.yaml").read_text())["diffusion"]["strength"])
+
+
+def build_results(summaries: dict, variations: dict, seconds: float) -> dict:
+    """Teacher and the students (keys of ``summaries``): CA, ASR, RA and, for students, DER.
+
+    ``variations``: ``first`` (the first student's backend) and ``strength`` (the diffusion student's SDEdit).
+    """
     rows = {"teacher": {k: summaries["teacher"][k] for k in KEYS} | {"der": None}}
-    for name in ("student", "student_clean"):
-        summary = summaries[name]
-        rows[name] = {k: summary["student"][k] for k in KEYS} | {"der": summary["der"]}
-    return {"variation_backend": label, "wall_time_seconds": round(seconds, 1), "models": rows}
+    for name, summary in summaries.items():
+        if name != "teacher":
+            rows[name] = {k: summary["student"][k] for k in KEYS} | {"der": summary["der"]}
+    return {
+        "variation_backend": FIRST_BACKENDS[variations["first"]][2],
+        "diffusion_strength": variations["strength"],
+        "wall_time_seconds": round(seconds, 1),
+        "models": rows,
+    }
 
 
 def write_results(results: dict, out: Path) -> str:
+    strength = results["diffusion_strength"]
     names = {
         "teacher": "teacher (poisoned training data)",
-        "student": f"student on variations — {results['variation_backend']}",
+        "student_classical": "student on classical variations (baseline, no generative model)",
+        "student_versatile_diffusion": "student on Versatile Diffusion variations",
+        "student_diffusion": f"student on diffusion variations (demo DDPM, SDEdit strength {strength:g})",
         "student_clean": "student on clean training images (upper bound)",
     }
     rows = [[names[key], *(_percent(values[k]) for k in (*KEYS, "der"))] for key, values in results["models"].items()]
     table = markdown_table(["model", "clean accuracy", "ASR", "robust accuracy", "DER"], rows)
     text = (
         "# Demo results\n\n"
-        f"Variations made with: **{results['variation_backend']}**.\n\n"
+        f"First variations made with: **{results['variation_backend']}**; diffusion variations: the demo's DDPM "
+        f"(demo/ddpm_shapes, trained on clean shapes only), SDEdit at strength {strength:g}.\n\n"
         f"{table}\n\n"
         "CA: accuracy on the clean test set. ASR: share of triggered non-target test images classified as the "
         "target. RA: share of them still classified correctly. DER = (max(0, ASR_t − ASR_s) − max(0, CA_t − CA_s) "

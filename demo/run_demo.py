@@ -4,7 +4,9 @@
 2. the pipeline: a BadNets teacher, variations of its poisoned training set (Versatile Diffusion when its
    weights are in the local HuggingFace cache and a GPU is present, else the ``classical`` baseline), a
    student distilled on them, and one on the clean training images for reference;
-3. write demo_results/results.md, results.json and samples.png, and print the table.
+3. the same setting with the demo's own diffusion model (demo/ddpm_shapes, trained on clean shapes only):
+   SDEdit variations and a student on them (the teacher and the clean student are reused);
+4. write demo_results/results.md, results.json and samples.png, and print the table.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import torch
 
 from config.cli import run_guarded
 from demo.dataset import generate_demo_dataset
-from demo.report import build_results, samples_figure, write_results
+from demo.report import build_results, diffusion_strength, result_name, row_name, samples_figure, write_results
 from experiments.experiment_file import CommandLine, experiment_spec
 from experiments.pipeline import run_experiment
 
 EXPERIMENT = Path("configs/demo/experiment.yaml")
+DIFFUSION_VARIATIONS = Path("configs/demo/variations_diffusion.yaml")  # ddpm_sdedit with demo/ddpm_shapes
 VD_MODEL = "shi-labs/versatile-diffusion"
 VD_OVERRIDES = [  # Versatile Diffusion settings sized for a demo: 256 px, 25 DPM-Solver steps
     "variations.diffusion.backend=versatile_diffusion",
@@ -62,12 +65,29 @@ def run_demo(args: argparse.Namespace) -> None:
     overrides = [f"dataset.root_train={args.data}/train", f"dataset.root_test={args.data}/test"]
     if args.epochs:  # the demo's cosine schedule spans the whole run
         overrides += [f"training.num_epochs={args.epochs}", f"lr_scheduler.CosineAnnealingLR.T_max={args.epochs}"]
-    overrides += choose_backend()
-    command = CommandLine(EXPERIMENT, output=out / "experiments", clean_student=True, overrides=overrides)
-    result = run_experiment(experiment_spec(command))
-    summaries = {**result.summaries, "student_clean": result.summaries["clean_student"]}
-    results = build_results(summaries, result.backend, time.perf_counter() - started)
-    samples_figure(result.run_dirs["teacher"], result.run_dirs["variations"], out / "samples.png")
+    first = choose_backend()
+    output = out / "experiments"
+    result = run_experiment(
+        experiment_spec(CommandLine(EXPERIMENT, output=output, clean_student=True, overrides=[*overrides, *first]))
+    )
+    diffusion = run_experiment(
+        experiment_spec(
+            CommandLine(EXPERIMENT, {"variations": DIFFUSION_VARIATIONS}, output=output, overrides=overrides)
+        )
+    )
+    summaries = {
+        "teacher": result.summaries["teacher"],
+        result_name(result.backend): result.summaries["student"],
+        "student_diffusion": diffusion.summaries["student"],
+        "student_clean": result.summaries["clean_student"],
+    }
+    strength = diffusion_strength(diffusion.run_dirs["variations"])
+    results = build_results(summaries, {"first": result.backend, "strength": strength}, time.perf_counter() - started)
+    rows = {
+        row_name(result.backend): result.run_dirs["variations"],
+        "diffusion variation": diffusion.run_dirs["variations"],
+    }
+    samples_figure(result.run_dirs["teacher"], rows, out / "samples.png")
     table = write_results(results, out)
     print(f"\n{table}\n\nresults: {out}/results.md, {out}/results.json, {out}/samples.png")
 

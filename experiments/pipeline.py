@@ -134,7 +134,7 @@ def describe_plan(configs: SettingConfigs) -> str:
 
 
 def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResult | None:
-    """Run (or finish) one setting; ends with the teacher-vs-student table in ``<setting>/results.md``.
+    """Run (or finish) one setting; ends with the teacher-vs-student table in ``<setting>/<backend>/results.md``.
 
     ``dry_run``: check the configs and say which steps would run, then stop (nothing is written)."""
     configs = resolve_configs(spec)  # every config validated and checked: nothing has been written yet
@@ -148,9 +148,10 @@ def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResul
         result = run_steps(configs)
     table = comparison_table(result.summaries)
     if distributed.is_main_process():
-        atomic_write_text(configs.folder / "results.md", f"# {configs.folder.name}\n\n```text\n{table}\n```\n")
+        title = f"{configs.folder.name}, {result.backend}"
+        atomic_write_text(configs.variant / "results.md", f"# {title}\n\n```text\n{table}\n```\n")
         keys = setting_keys(configs.teacher.to_dict(), "teacher") | {"variation_backend": result.backend}
-        report_to_sweep(sweep, {**keys, "role": "pipeline"}, flat_results(result.summaries), configs.folder)
+        report_to_sweep(sweep, {**keys, "role": "pipeline"}, flat_results(result.summaries), configs.variant)
     done = ", ".join(result.skipped) or "none"
-    log.info("\n%s\n\nsetting %s (steps already complete: %s)", table, configs.folder, done)
+    log.info("\n%s\n\nsetting %s (steps already complete: %s)", table, configs.variant, done)
     return result

@@ -33,9 +33,11 @@ PENDING = "pending"  # stands for a location that exists only once an earlier st
 
 @dataclass
 class SettingConfigs:
-    """One setting's validated step configs, their outputs inside ``folder``."""
+    """One setting's validated step configs, their outputs inside ``folder``: ``teacher/``, ``clean_student/``
+    and, per variation model, ``<backend>/variations`` and ``<backend>/student``."""
 
     folder: Path
+    variant: Path  # folder / <backend>
     teacher: TeacherConfig
     variations: VariationConfig
     student: StudentConfig
@@ -98,13 +100,13 @@ def _student_raw(raw: dict, teacher: dict) -> dict:
     return raw
 
 
-def setting_name(teacher: TeacherConfig, backend: str) -> str:
-    """The setting's folder name: dataset, attack, rate, target type, variation backend and seed."""
+def setting_name(teacher: TeacherConfig) -> str:
+    """The setting's folder name: dataset, attack, rate, target type and seed (what decides the teacher)."""
     keys = setting_keys(teacher.to_dict(), "teacher")
     parts = [keys["dataset_name"], keys["attack"]]
     if keys["poisoning_rate"] is not None:
         parts += [f"rate{keys['poisoning_rate']:g}", keys["target_type"]]
-    return "-".join(str(part) for part in [*parts, backend, f"seed{keys['seed']}"])
+    return "-".join(str(part) for part in [*parts, f"seed{keys['seed']}"])
 
 
 def _validated(step: str, raw: dict, sources: dict):
@@ -159,11 +161,14 @@ def resolve_configs(spec: ExperimentSpec) -> SettingConfigs:
     _check_classes(teacher, student, sources)
     _checked("variations", check_variation_data, variations, sources)
 
-    folder = spec.output / setting_name(teacher, variations.diffusion.backend)
+    # The teacher and the clean student do not depend on the variation model: settings that differ only in it
+    # share them, and each variation model gets its own subfolder for its variations and student.
+    folder = spec.output / setting_name(teacher)
+    variant = folder / variations.diffusion.backend
     teacher.training.save_path = folder / "teacher"
-    variations.output_folder = folder / "variations"
+    variations.output_folder = variant / "variations"
     student.dataset.root_train = variations.output_folder
-    student.training.save_path = folder / "student"
+    student.training.save_path = variant / "student"
     clean = None
     if spec.clean_student:  # the same student on the teacher's (clean) training folder
         clean = student.model_copy(deep=True)
@@ -171,4 +176,4 @@ def resolve_configs(spec: ExperimentSpec) -> SettingConfigs:
         clean.training.save_path = folder / "clean_student"
         if clean.wandb.args.get("name"):
             clean.wandb.args["name"] += "_clean"
-    return SettingConfigs(folder, teacher, variations, student, clean)
+    return SettingConfigs(folder, variant, teacher, variations, student, clean)

@@ -91,23 +91,26 @@ def test_two_seed_grid_wires_each_step_into_the_next(grid):
     found = settings(grid["out"])
     assert sorted(found) == [0, 1]
     for seed, folder in found.items():
-        teacher, student = only_run(folder / "teacher"), only_run(folder / "student")
+        teacher, student = only_run(folder / "teacher"), only_run(folder / "classical" / "student")
         teacher_cfg = yaml.safe_load((teacher / "config.yaml").read_text())
-        variations_cfg = yaml.safe_load((folder / "variations" / "config.yaml").read_text())
+        variations_cfg = yaml.safe_load((folder / "classical" / "variations" / "config.yaml").read_text())
         student_cfg = yaml.safe_load((student / "config.yaml").read_text())
         assert teacher_cfg["seed"] == variations_cfg["seed"] == student_cfg["seed"] == seed
         assert variations_cfg["backdoor"] == teacher_cfg["backdoor"]  # passed on: the variations config has none
         assert student_cfg["backdoor"] == {**teacher_cfg["backdoor"], "poisoning_rate": 0.0}
         assert variations_cfg["dataset"]["root"] == teacher_cfg["dataset"]["root_train"]
         assert Path(student_cfg["distillation"]["teacher_model"]) == teacher
-        assert Path(student_cfg["dataset"]["root_train"]) == folder / "variations"
+        assert Path(student_cfg["dataset"]["root_train"]) == folder / "classical" / "variations"
         # the same poisoned subset in the teacher and the generator (seeded by the passed-on seed)
-        manifest = [json.loads(line) for line in (folder / "variations" / "manifest.jsonl").read_text().splitlines()]
+        manifest = [
+            json.loads(line)
+            for line in (folder / "classical" / "variations" / "manifest.jsonl").read_text().splitlines()
+        ]
         poisoned = sorted(r["index"] for r in manifest if r["poisoned"])
         assert poisoned == json.loads((teacher / "poison_indices.json").read_text())
         roles = [json.loads((run / "summary.json").read_text())["setting"]["role"] for run in (teacher, student)]
         assert roles == ["teacher", "student"]
-        assert (folder / "results.md").read_text().count("%") >= 7  # the teacher-vs-student table
+        assert (folder / "classical" / "results.md").read_text().count("%") >= 7  # the teacher-vs-student table
     clean = only_run(found[0] / "clean_student")
     clean_cfg = yaml.safe_load((clean / "config.yaml").read_text())
     assert clean_cfg["dataset"]["root_train"] == str(grid["data"]["train"])
@@ -130,10 +133,10 @@ def test_steps_log_flat_keys_and_the_agent_run_gets_the_results(grid):
         "seed": 0,
     }
     assert SWEEP_RUN_ID not in str(wandb_records.offline_run_file(teacher))  # the step did not take the agent's id
-    sweep_file = wandb_records.offline_run_file(folder / "sweep_wandb")
+    sweep_file = wandb_records.offline_run_file(folder / "classical" / "sweep_wandb")
     assert SWEEP_RUN_ID in sweep_file.name
     summary = wandb_records.summary(wandb_records.read_records(sweep_file))
-    student = json.loads((only_run(folder / "student") / "summary.json").read_text())
+    student = json.loads((only_run(folder / "classical" / "student") / "summary.json").read_text())
     assert summary["student/attack_success_rate"] == student["student"]["attack_success_rate"]
     assert (
         summary["clean_student/der"]
@@ -155,17 +158,19 @@ def test_rerun_skips_complete_steps_and_redoes_incomplete_ones(grid, capsys):
         assert files_and_mtimes(folder) == before  # nothing written again, nothing new
 
         # a lost variation: the generator writes it again (the same bytes), the other steps stay as they are
-        lost = next((folder / "variations").rglob("*.png"))
+        lost = next((folder / "classical" / "variations").rglob("*.png"))
         lost_bytes = lost.read_bytes()
         lost.unlink()
         assert run_pipeline.main(argv) == 0
         assert lost.read_bytes() == lost_bytes
-        rewritten = {folder / "variations" / name for name in ("config.yaml", "generation.json", "manifest.jsonl")}
+        rewritten = {
+            folder / "classical" / "variations" / name for name in ("config.yaml", "generation.json", "manifest.jsonl")
+        }
         after = files_and_mtimes(folder)
         assert {path for path in after if after[path] != before[path]} == {lost, *rewritten}
 
         # an interrupted student (no summary.json yet) is not taken for done
-        student = only_run(folder / "student")
+        student = only_run(folder / "classical" / "student")
         (student / "summary.json").rename(student / "summary.bak")
         capsys.readouterr()
         assert run_pipeline.main([*argv, "--dry-run"]) == 0
@@ -192,20 +197,43 @@ def test_a_stopped_step_goes_on_from_its_last_epoch_when_the_command_is_run_agai
     (stopped,) = (setting / "teacher").iterdir()
     (line,) = [line for line in err.splitlines() if "resume with:" in line]
     assert line.endswith(shlex.join(argv)) and "--resume" not in line
-    assert not (setting / "variations").exists()
+    assert not (setting / "classical").exists()
 
     assert run_pipeline.main(argv) == 0
     assert "going on with the stopped run" in capsys.readouterr().err
     assert list((setting / "teacher").iterdir()) == [stopped]
     steps = [json.loads(line)["step"] for line in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13)) and (stopped / "summary.json").is_file()
-    assert only_run(setting / "student") is not None
+    assert only_run(setting / "classical" / "student") is not None
+
+
+def test_variation_models_of_one_setting_share_its_teacher(small_experiment, tmp_path, capsys):
+    """The teacher does not depend on the variation model: a second backend reuses it and adds its own student."""
+    from benchmarks.random_pipelines import build_random_pipeline
+
+    ddpm = tmp_path / "tiny_ddpm"
+    build_random_pipeline("tiny", backend="ddpm_sdedit").save_pretrained(ddpm)  # 16×16, the data's size
+    assert run_pipeline.main(["-c", str(small_experiment)]) == 0
+    (setting,) = (tmp_path / "experiments").iterdir()
+    teacher = only_run(setting / "teacher")
+    stamp = (teacher / "summary.json").stat().st_mtime_ns
+    capsys.readouterr()
+    swap = f"variations.diffusion={{backend: ddpm_sdedit, model: {ddpm}, inference_steps: 2}}"
+    assert run_pipeline.main(["-c", str(small_experiment), swap]) == 0
+    assert "teacher: complete in" in capsys.readouterr().err
+    assert only_run(setting / "teacher") == teacher and (teacher / "summary.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in setting.iterdir()) == ["classical", "ddpm_sdedit", "teacher"]
+    for backend in ("classical", "ddpm_sdedit"):
+        student = yaml.safe_load((only_run(setting / backend / "student") / "config.yaml").read_text())
+        assert student["dataset"]["root_train"] == str(setting / backend / "variations")
+        assert Path(student["distillation"]["teacher_model"]) == teacher
+        assert (setting / backend / "results.md").is_file()
 
 
 def expected_groups(out: Path) -> dict[str, dict[str, list[float]]]:
     """role → metric → values, read straight from the complete runs' summary.json files."""
     values: dict[str, dict[str, list[float]]] = {}
-    for path in sorted(out.glob("*/*/*/summary.json")):
+    for path in sorted(out.glob("*/**/summary.json")):
         summary = json.loads(path.read_text())
         role = summary["setting"]["role"]
         scores = summary if role == "teacher" else summary["student"]
@@ -296,7 +324,8 @@ def test_shared_overrides_reach_every_step_and_the_teacher_block_is_passed_on(sm
     assert configs.teacher.backdoor.poisoning_rate == configs.variations.backdoor.poisoning_rate == 0.25
     assert configs.student.backdoor.poisoning_rate == 0.0  # a student's block only builds the triggered test set
     assert configs.teacher.training.num_epochs == configs.student.training.num_epochs == 3
-    assert configs.folder.name == "imagefolder-PatchBackdoor-rate0.25-all_to_one-classical-seed0"
+    assert configs.folder.name == "imagefolder-PatchBackdoor-rate0.25-all_to_one-seed0"
+    assert configs.variant == configs.folder / "classical"
     spec = experiment_spec(CommandLine(small_experiment, overrides=["teacher.training.num_epochs=2"]))
     configs = resolve_configs(spec)
     assert (configs.teacher.training.num_epochs, configs.student.training.num_epochs) == (2, 1)

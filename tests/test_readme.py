@@ -233,12 +233,15 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "demo_results"
     results = (out / "results.md").read_text()
-    assert "classical baseline (no generative model)" in results and "student on clean training images" in results
+    assert "student on classical variations" in results and "student on clean training images" in results
+    assert "student on diffusion variations (demo DDPM, SDEdit strength 0.4)" in results
     assert "CLASSICAL BASELINE" in result.stdout
     models = json.loads((out / "results.json").read_text())["models"]
-    assert set(models) == {"teacher", "student", "student_clean"}
+    assert list(models) == ["teacher", "student_classical", "student_diffusion", "student_clean"]
     assert all(0 <= m["clean_accuracy"] <= 1 for m in models.values())
+    (setting,) = (out / "experiments").iterdir()  # one teacher and one clean student serve both variation models
+    assert sorted(p.name for p in setting.iterdir()) == ["classical", "clean_student", "ddpm_sdedit", "teacher"]
     from PIL import Image
 
     with Image.open(out / "samples.png") as samples:
-        assert samples.size[1] > 3 * 64  # three rows
+        assert samples.size[1] > 4 * 32  # four rows: clean, triggered, classical, diffusion variation
