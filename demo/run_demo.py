@@ -26,7 +26,7 @@ from experiments.experiment_file import CommandLine, experiment_spec
 from experiments.pipeline import run_experiment
 
 EXPERIMENT = Path("configs/demo/experiment.yaml")
-DIFFUSION_VARIATIONS = Path("configs/demo/variations_diffusion.yaml")  # ddpm_sdedit with demo/ddpm_shapes
+EXPERIMENT_DIFFUSION = Path("configs/demo/experiment_diffusion.yaml")  # ddpm_sdedit with demo/ddpm_shapes
 VD_MODEL = "shi-labs/versatile-diffusion"
 VD_OVERRIDES = [  # Versatile Diffusion settings sized for a demo: 256 px, 25 DPM-Solver steps
     "variations.diffusion.backend=versatile_diffusion",
@@ -70,11 +70,7 @@ def run_demo(args: argparse.Namespace) -> None:
     result = run_experiment(
         experiment_spec(CommandLine(EXPERIMENT, output=output, clean_student=True, overrides=[*overrides, *first]))
     )
-    diffusion = run_experiment(
-        experiment_spec(
-            CommandLine(EXPERIMENT, {"variations": DIFFUSION_VARIATIONS}, output=output, overrides=overrides)
-        )
-    )
+    diffusion = run_experiment(experiment_spec(CommandLine(EXPERIMENT_DIFFUSION, output=output, overrides=overrides)))
     summaries = {
         "teacher": result.summaries["teacher"],
         result_name(result.backend): result.summaries["student"],

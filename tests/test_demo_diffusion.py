@@ -83,7 +83,7 @@ def test_shipped_model_loads_like_a_users_and_removes_the_trigger(tmp_path):
     )
     assert Path(cfg.diffusion.model).resolve() == SHIPPED
     backend = build_backend(cfg.diffusion, torch.device("cpu"), batch_size=len(CLASSES))
-    assert backend.size == (32, 32) and 2e6 < sum(p.numel() for p in backend.unet.parameters()) < 5e6
+    assert backend.size == (32, 32) and 2e6 < sum(p.numel() for p in backend.pipe.unet.parameters()) < 5e6
     attack = build_attack("PatchBackdoor", {"trigger_type": "checkerboard", "trigger_size": 3})
     clean = [draw_keyed(0, "diffusion_check", label, 1000, 32) for label in range(len(CLASSES))]
     triggered = [attack(image) for image in clean]
