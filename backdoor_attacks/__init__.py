@@ -32,8 +32,7 @@ def build_attack(name: str, params: BaseModel | dict) -> Attack:
     """Instantiate the attack registered as ``name`` with its (validated) parameters."""
     if name not in ATTACKS:
         raise ValueError(f"unknown attack '{name}'; valid attacks: {', '.join(sorted(ATTACKS))}")
-    kwargs = params.model_dump() if isinstance(params, BaseModel) else dict(params)
-    return ATTACKS[name](**kwargs)
+    return ATTACKS[name].from_params(params)
 
 
 def cross_ratio(attack: Attack) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 
 class Trigger:
@@ -19,6 +20,11 @@ class Trigger:
                 raise TypeError(f"expected a 3×H×W float tensor, got {image.dtype} {tuple(image.shape)}")
             return self.apply_float(image)
         raise TypeError(f"{type(self).__name__} takes a numpy array or a torch tensor, not {type(image).__name__}")
+
+    @classmethod
+    def from_params(cls, params: BaseModel | dict) -> Trigger:
+        """The trigger a config block describes: its validated ``Params``, or a mapping of their values."""
+        return cls(**(params.model_dump() if isinstance(params, BaseModel) else dict(params)))
 
     def apply_uint8(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError

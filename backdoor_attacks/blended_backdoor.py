@@ -7,9 +7,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backdoor_attacks.base import Trigger, check_image_size
-from backdoor_attacks.trigger_images import check_trigger_file, read_trigger_image
+from backdoor_attacks.trigger_images import check_trigger_file, check_trigger_path, read_trigger_image
 
 RANDOM_TRIGGER_SEED = 42  # the reference's fixed seed: every run and every paper shares the same noise
+TRIGGER_TYPES_ALLOWED = "'random' or the path of an image file"
 
 
 class BlendedBackdoorParams(BaseModel):
@@ -25,8 +26,13 @@ class BlendedBackdoorParams(BaseModel):
     @classmethod
     def _random_or_file(cls, value: str) -> str:
         if value != "random":
-            check_trigger_file(value, "'random' or the path of an image file")
+            check_trigger_path(value, TRIGGER_TYPES_ALLOWED)  # the file itself: check_files, a data check
         return value
+
+    def check_files(self) -> None:
+        """The trigger image, unless the trigger is noise, exists and decodes (``ValueError`` naming the key)."""
+        if self.trigger_type != "random":
+            check_trigger_file("trigger_type", self.trigger_type, TRIGGER_TYPES_ALLOWED)
 
 
 def make_blend_trigger(trigger_type: str, size: int) -> torch.Tensor:
@@ -44,6 +50,7 @@ class BlendedBackdoor(Trigger):
 
     def __init__(self, image_size: int, trigger_type: str = "random", blend_ratio: float = 0.1):
         params = BlendedBackdoorParams(image_size=image_size, trigger_type=trigger_type, blend_ratio=blend_ratio)
+        params.check_files()
         self.image_size = image_size
         self.trigger_type = params.trigger_type
         self.blend_ratio = params.blend_ratio
@@ -58,7 +65,8 @@ class BlendedBackdoor(Trigger):
 
     def apply_float(self, image: torch.Tensor) -> torch.Tensor:
         check_image_size("BlendedBackdoor", self.image_size, image.shape[1], image.shape[2])
-        return (1 - self.blend_ratio) * image + self.blend_ratio * self._trigger_chw.to(image.dtype)
+        trigger = self._trigger_chw.to(device=image.device, dtype=image.dtype)
+        return (1 - self.blend_ratio) * image + self.blend_ratio * trigger
 
     def __repr__(self) -> str:
         return (

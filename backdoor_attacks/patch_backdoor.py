@@ -12,11 +12,12 @@ from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backdoor_attacks.base import Trigger
-from backdoor_attacks.trigger_images import check_trigger_file, read_trigger_image
+from backdoor_attacks.trigger_images import check_trigger_file, check_trigger_path, read_trigger_image
 from utils.image_tensors import to_uint8_array
 
 TRIGGER_TYPES_HELP = "checkerboard, white, black, #rrggbb or checkerboard_#rrggbb_#rrggbb"
 NAMED_PATTERNS = ("checkerboard", "white", "black")
+TRIGGER_TYPES_ALLOWED = f"one of {TRIGGER_TYPES_HELP}, or the path of an image file"
 
 
 def is_named_pattern(trigger_type: str) -> bool:
@@ -53,8 +54,13 @@ class PatchBackdoorParams(BaseModel):
         if is_named_pattern(value):
             make_patch_pattern(value, 1)  # raises ValueError with the allowed forms
         else:
-            check_trigger_file(value, f"one of {TRIGGER_TYPES_HELP}, or the path of an image file")
+            check_trigger_path(value, TRIGGER_TYPES_ALLOWED)  # the file itself: check_files, a data check
         return value
+
+    def check_files(self) -> None:
+        """The trigger image, if the patch is one, exists and decodes (``ValueError`` naming the key)."""
+        if not is_named_pattern(self.trigger_type):
+            check_trigger_file("trigger_type", self.trigger_type, TRIGGER_TYPES_ALLOWED)
 
 
 def _hex_colour(text: str) -> tuple[int, int, int]:
@@ -111,6 +117,7 @@ class PatchBackdoor(Trigger):
 
     def __init__(self, trigger_type: str = "checkerboard", trigger_size: int = 3, trigger_loc: str = "bottom_right"):
         params = PatchBackdoorParams(trigger_type=trigger_type, trigger_size=trigger_size, trigger_loc=trigger_loc)
+        params.check_files()
         self.trigger_type = params.trigger_type
         self.trigger_size = params.trigger_size
         self.trigger_loc = params.trigger_loc

@@ -44,7 +44,7 @@ class SIGBackdoor(Trigger):
         return np.clip(np.rint(shifted), 0, 255).astype(np.uint8)
 
     def apply_float(self, image: torch.Tensor) -> torch.Tensor:
-        offset = torch.from_numpy(self.signal(image.shape[2]) / 255).to(image.dtype)
+        offset = torch.from_numpy(self.signal(image.shape[2]) / 255).to(device=image.device, dtype=image.dtype)
         return (image + offset).clamp(0, 1)
 
     def __repr__(self) -> str:

@@ -1,4 +1,9 @@
-"""Trigger images read from files (a logo, a sticker, a texture), for the attacks that accept one."""
+"""Trigger images read from files (a logo, a sticker, a texture), for the attacks that accept one.
+
+A config names the file in its schema, but whether it is there and decodes is a check against the disk: it runs
+after schema validation (``config.data_checks``) and again when the attack is built, so a config validates
+without its files. The schema keeps what the string alone shows.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,20 @@ import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 
 
-def check_trigger_file(path: str, allowed: str) -> None:
-    """Raise ``ValueError`` naming ``allowed`` unless ``path`` is a readable image file."""
-    if not Path(path).is_file():
+def check_trigger_path(path: str, allowed: str) -> None:
+    """Schema half: raise ``ValueError`` naming ``allowed`` when ``path`` cannot name a file at all (blank)."""
+    if not path.strip():
         raise ValueError(f"must be {allowed}; '{path}' is not a file")
-    read_trigger_image(path, 8)  # a file that is no image fails here, with its path
+
+
+def check_trigger_file(key: str, path: str, allowed: str) -> None:
+    """Disk half: raise ``ValueError`` starting with ``key`` unless ``path`` is a readable image file."""
+    try:
+        if not Path(path).is_file():
+            raise ValueError(f"must be {allowed}; '{path}' is not a file")
+        read_trigger_image(path, 8)  # a file that is no image fails here, with its path
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from err
 
 
 def read_trigger_image(path: str, size: int) -> np.ndarray:

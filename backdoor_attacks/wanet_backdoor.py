@@ -51,30 +51,18 @@ class WaNetBackdoor(Trigger):
 
     Params = WaNetBackdoorParams
 
-    def __init__(
-        self,
-        image_size: int,
-        kernel_size: int = 4,
-        strength: float = 0.5,
-        grid_rescale: float = 1.0,
-        seed: int = 42,
-        noise_mode: bool = True,
-        cross_ratio: float = 2.0,
-    ):
-        params = WaNetBackdoorParams(
-            image_size=image_size,
-            kernel_size=kernel_size,
-            strength=strength,
-            grid_rescale=grid_rescale,
-            seed=seed,
-            noise_mode=noise_mode,
-            cross_ratio=cross_ratio,
-        )
-        self.params = params
-        self.image_size = image_size
-        self.grid = warping_grid(image_size, params.kernel_size, params.strength, params.grid_rescale, params.seed)
+    def __init__(self, params: WaNetBackdoorParams):
+        if params.image_size is None:  # the config defaults it to the image size (BackdoorOptions.fit_to_size)
+            raise ValueError("WaNetBackdoor.image_size is not set: the warp field is made for one image side")
+        self.params = params.model_copy()  # the config's block may still be edited; the warp must not change
+        self.image_size = size = params.image_size
+        self.grid = warping_grid(size, params.kernel_size, params.strength, params.grid_rescale, params.seed)
         self.cross_ratio = params.cross_ratio if params.noise_mode else 0.0  # 0: no cross samples
-        self._warp = _Warp(self.grid, image_size)
+        self._warp = _Warp(self.grid, size)
+
+    @classmethod
+    def from_params(cls, params: BaseModel | dict) -> WaNetBackdoor:
+        return cls(WaNetBackdoorParams.model_validate(params))
 
     def noisy_grid(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """The grid of one cross sample: fresh noise from ``generator`` (torch's global RNG if ``None``)."""
@@ -106,7 +94,7 @@ class _Warp(Trigger):
 
     def apply_float(self, image: torch.Tensor) -> torch.Tensor:
         check_image_size("WaNetBackdoor", self.image_size, image.shape[1], image.shape[2])
-        grid = self.grid.to(image.dtype)
+        grid = self.grid.to(device=image.device, dtype=image.dtype)  # made on the CPU, in float32
         return F.grid_sample(image[None], grid, align_corners=True)[0]
 
     def apply_uint8(self, image: np.ndarray) -> np.ndarray:

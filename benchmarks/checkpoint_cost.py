@@ -23,7 +23,7 @@ from training.compute import Compute
 from training.loop import Trainable, train_one_epoch
 from training.objectives import SupervisedObjective
 from training.optim import build_lr_scheduler, build_optimizer
-from training.setup import make_loader
+from training.setup import LoaderSpec, make_loader
 from utils.distributed import resolve_device
 from utils.seeding import rng_state
 
@@ -70,7 +70,8 @@ def state_cost(trainable: Trainable, loader, saves: int) -> dict:
 
 def first_batch_seconds(dataset, batch_size: int, workers: int, epochs: int, persistent: bool) -> float:
     """Mean time from the start of an epoch to its first batch, over epochs 2.. (epoch 1 starts workers anyway)."""
-    loader = make_loader(dataset, batch_size, workers, shuffle=True, seed=0, persistent_workers=persistent)
+    spec = LoaderSpec(batch_size=batch_size, num_workers=workers, shuffle=True, seed=0, persistent_workers=persistent)
+    loader = make_loader(dataset, spec)
     waits = []
     for _ in range(epochs):
         started = time.perf_counter()
@@ -96,7 +97,10 @@ def main() -> None:
     args = parser.parse_args()
     compute = Compute.for_device(resolve_device(args.device), "bf16", channels_last=True)
     dataset = build_dataset(args.data, args.image_size, args.images)
-    loader = make_loader(dataset, args.batch_size, args.workers, shuffle=True, seed=0, persistent_workers=False)
+    spec = LoaderSpec(
+        batch_size=args.batch_size, num_workers=args.workers, shuffle=True, seed=0, persistent_workers=False
+    )
+    loader = make_loader(dataset, spec)
     row = {"architecture": args.architecture, "device": str(compute.device)}
     row.update(state_cost(trained(loader, args.architecture, compute), loader, args.saves))
     for persistent in (True, False):

@@ -24,7 +24,7 @@ from training.compute import Compute
 from training.loop import Trainable, train_one_epoch
 from training.objectives import SupervisedObjective
 from training.optim import build_optimizer
-from training.setup import make_loader
+from training.setup import LoaderSpec, make_loader
 from utils.distributed import resolve_device
 
 
@@ -73,7 +73,10 @@ def main() -> None:
     results = []
     for size in args.sizes:
         dataset = build_dataset(args.data, size, args.images)
-        loader = make_loader(dataset, args.batch_size, args.workers, shuffle=True, seed=0, device=compute.device)
+        spec = LoaderSpec(
+            batch_size=args.batch_size, num_workers=args.workers, shuffle=True, seed=0, device=compute.device
+        )
+        loader = make_loader(dataset, spec)
         row = {"image_size": size, "workers": args.workers, "data_images_per_s": round(data_only(loader), 1)}
         row["train_images_per_s"] = round(training(loader, args.architecture, compute), 1)
         row["device"] = str(compute.device)

@@ -1,5 +1,5 @@
-"""Checks of a validated config against the disk: folders, class folders, class count, target index, teacher,
-and that the output folders can be written.
+"""Checks of a validated config against the disk: folders, class folders, class count, target index, trigger
+image files, teacher, and that the output folders can be written.
 
 They run after schema validation (``config.loading``), just before a script starts its work, and fill in
 what only the data can tell (``model.num_classes``). Errors name the key, as schema errors do.
@@ -47,8 +47,20 @@ def _target_in_range(backdoor, classes: list[str], key: str) -> None:
         )
 
 
+def _trigger_files_readable(backdoor) -> None:
+    """The image files the attack's block names (a patch or blend image) exist and decode."""
+    # only the attacks that can take a file (PatchBackdoor, BlendedBackdoor) have the check
+    check_files = None if backdoor is None else getattr(backdoor.attack_params, "check_files", None)
+    if check_files is not None:
+        try:
+            check_files()
+        except ValueError as err:  # the message starts with the key at fault, e.g. trigger_type
+            raise UserError(f"backdoor.{backdoor.attack_name}.{err}") from err
+
+
 def check_training_data(cfg) -> None:
-    """Teacher and student configs: training and test folders with the same classes, and the class count."""
+    """Teacher and student configs: training and test folders with the same classes, the class count, the
+    trigger files and the teacher."""
     train_classes = _class_folders(cfg.dataset.root_train, "dataset.root_train")
     test_classes = _class_folders(cfg.dataset.root_test, "dataset.root_test")
     if train_classes != test_classes:
@@ -65,6 +77,7 @@ def check_training_data(cfg) -> None:
             f"model.num_classes: {cfg.model.num_classes}, but dataset.root_train has {len(train_classes)} class folders"
         )
     _target_in_range(cfg.backdoor, train_classes, "dataset.root_train")
+    _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.training.save_path, "training.save_path")
     distillation = getattr(cfg, "distillation", None)
     if distillation is not None and not looks_like_teacher_reference(distillation.teacher_model):
@@ -75,9 +88,10 @@ def check_training_data(cfg) -> None:
 
 
 def check_variation_data(cfg) -> None:
-    """Variation configs: the source folder and the target index."""
+    """Variation configs: the source folder, the target index and the trigger files."""
     classes = _class_folders(cfg.dataset.root, "dataset.root")
     _target_in_range(cfg.backdoor, classes, "dataset.root")
+    _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.output_folder, "output_folder")
     if cfg.save_source_copies:
         _writable_folder(sources_folder(cfg.output_folder), "save_source_copies")

@@ -127,7 +127,8 @@ def build_experiment_data(config) -> ExperimentData:
     clean = PoisonedImageFolder(test_index.samples, size, output="uint8_chw")
     triggered = targets = None
     if backdoor is not None:
-        targeting = backdoor.targeting(len(index.classes))
+        # the poison plan's own targeting where there is one: the triggered test set follows the same rules
+        targeting = poisoning.targeting if poisoning is not None else backdoor.targeting(len(index.classes))
         triggered = triggered_test_set(test_index.samples, size, attack, targeting, backdoor.poison_first)
         targets = targeting.targets()
     return ExperimentData(

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, create_mo
 from backdoor_attacks import ATTACKS
 from datasets.poison_plan import Targeting, TargetType
 from datasets.transforms import build_transform
-from utils.class_registry import check_finite
+from utils.class_registry import checked_by_building
 from utils.limits import MAX_IMAGE_SIZE
 from utils.section import Section
 
@@ -106,14 +106,5 @@ BackdoorSection = create_model(
 )
 
 
-def _buildable(spec: dict) -> dict:
-    try:
-        check_finite(spec)
-        build_transform(spec)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"{err}") from err
-    return spec
-
-
 # ``{TorchvisionTransform: {kwargs}}`` in order, run on float tensors after the resize (as in the reference).
-TransformationsSpec = Annotated[dict[str, dict[str, Any] | None], AfterValidator(_buildable)]
+TransformationsSpec = Annotated[dict[str, dict[str, Any] | None], AfterValidator(checked_by_building(build_transform))]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from backdoor_attacks import build_attack
+from datasets.build import attack_from
 from datasets.image_folder import read_rgb
 from datasets.sections import BackdoorSection
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
@@ -101,7 +101,7 @@ def samples_figure(teacher_dir: Path, variations: Path | Mapping[str, Path], pat
     folders = {"variation": variations} if isinstance(variations, (str, Path)) else dict(variations)
     config = yaml.safe_load((teacher_dir / "config.yaml").read_text())
     backdoor = BackdoorSection.model_validate(config["backdoor"])
-    attack = build_attack(backdoor.attack_name, backdoor.attack_params)
+    attack = attack_from(backdoor)
     size = config["dataset"]["image_size"]
     manifests = {name: _first_variations(Path(folder)) for name, folder in folders.items()}
     by_class: dict[str, dict] = {}

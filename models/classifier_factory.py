@@ -172,28 +172,33 @@ def split_outputs(outputs) -> tuple[torch.Tensor, torch.Tensor | None]:
     raise TypeError(f"unexpected model output of type {type(outputs).__name__}")
 
 
-def classifier_metadata(
-    architecture: str,
-    num_classes: int,
-    class_names: list[str],
-    image_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    pretrained: bool = False,
-    **extra,
-) -> dict:
-    """What a checkpoint needs to rebuild and use the model without its training config."""
-    spec = resolve_architecture(architecture)
+@dataclass(frozen=True, kw_only=True)
+class ClassifierRecord:
+    """What a checkpoint needs to rebuild and use the model without its training config (keywords only: the
+    two normalisation triples and the sizes are too easily swapped by position)."""
+
+    architecture: str  # model.architecture as the config gives it; the resolved library and name are added
+    num_classes: int
+    class_names: list[str]  # index → class folder name
+    image_size: int  # the side the model was trained at
+    mean: tuple[float, ...]  # the normalisation the model applies to its [0, 1] input
+    std: tuple[float, ...]
+    pretrained: bool = False  # started from ImageNet weights: fixes transform_input for Inception/GoogLeNet
+
+
+def classifier_metadata(record: ClassifierRecord, **extra) -> dict:
+    """The checkpoint header entry for ``record`` (see ``models.checkpoint.CheckpointMetadata``), with ``extra``."""
+    spec = resolve_architecture(record.architecture)
     return {
-        "architecture": architecture,
+        "architecture": record.architecture,
         "library": spec.library,
         "model_name": spec.name,
-        "num_classes": num_classes,
-        "class_names": list(class_names),
-        "image_size": image_size,
-        "mean": list(mean),
-        "std": list(std),
-        "pretrained": pretrained,  # started from ImageNet weights: fixes transform_input for Inception/GoogLeNet
+        "num_classes": record.num_classes,
+        "class_names": list(record.class_names),
+        "image_size": record.image_size,
+        "mean": list(record.mean),
+        "std": list(record.std),
+        "pretrained": record.pretrained,
         **extra,
     }
 

@@ -32,7 +32,7 @@ from tests.conftest import (
 )
 from training.compute import Compute
 from training.evaluation import BackdoorEvaluator
-from training.setup import make_loader
+from training.setup import LoaderSpec, make_loader
 from utils.distributed import ShardSampler
 
 
@@ -60,7 +60,8 @@ def single_process_metrics(run_dir, schema=TeacherConfig):
     config = validate_config(schema, yaml.safe_load((run_dir / "config.yaml").read_text()))
     model, metadata = classifier_from_checkpoint(run_dir / "model.safetensors")
     data = build_experiment_data(config)
-    clean, triggered = (make_loader(d, 5, 0, shuffle=False, seed=0) for d in (data.clean_test, data.triggered_test))
+    spec = LoaderSpec(batch_size=5, num_workers=0, shuffle=False, seed=0)
+    clean, triggered = (make_loader(d, spec) for d in (data.clean_test, data.triggered_test))
     evaluator = BackdoorEvaluator(clean, triggered, Compute(torch.device("cpu")), metadata["class_names"], data.targets)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like each torchrun process: same kernels, same sums

@@ -23,23 +23,28 @@ from safetensors.torch import save_file
 from torchvision.datasets import ImageFolder
 
 import generate_variations
-import train_teacher
-from config.cli import config_parser
 from config.cli import run_script as run_cli
+from config.cli import run_training_script
 from config.schema import TeacherConfig, VariationConfig
 from datasets.image_folder import check_images, scan_image_folder
 from datasets.poison_plan import Targeting
 from datasets.poisoned_image_folder import Poisoning
 from models.checkpoint import METADATA_KEY, save_checkpoint
-from models.classifier_factory import build_classifier, classifier_from_checkpoint, classifier_metadata
+from models.classifier_factory import (
+    ClassifierRecord,
+    build_classifier,
+    classifier_from_checkpoint,
+    classifier_metadata,
+)
 from tests.conftest import REPO, make_image_folder, teacher_config_dict, write_config
+from training.roles import StudentRole, TeacherRole
 from utils.errors import UserError
 from variations.output_plan import OutputLayout, plan_outputs
 
 
 def teacher(tmp_path, capsys, config: dict) -> tuple[int, str]:
     path = write_config(tmp_path / "teacher.yaml", config)
-    code = run_cli(TeacherConfig, train_teacher.main, config_parser("t"), ["-c", str(path)])
+    code = run_training_script(TeacherConfig, TeacherRole(), "teacher", ["-c", str(path)])
     return code, capsys.readouterr().err
 
 
@@ -340,10 +345,15 @@ def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, imag
 # 11. Forged teacher checkpoints -----------------------------------------------------------------------------------
 
 
+TINY_TEACHER = ClassifierRecord(
+    architecture="test_resnet", num_classes=3, class_names=list("abc"), image_size=16, mean=(0,) * 3, std=(1,) * 3
+)
+
+
 def forged_checkpoint(path: Path, metadata) -> Path:
     """A tiny real teacher's weights under a header the attacker wrote."""
     model = build_classifier("test_resnet", 3)
-    save_checkpoint(path, model, classifier_metadata("test_resnet", 3, list("abc"), 16, (0,) * 3, (1,) * 3))
+    save_checkpoint(path, model, classifier_metadata(TINY_TEACHER))
     from safetensors.torch import load_file
 
     text = metadata if isinstance(metadata, str) else json.dumps(metadata)
@@ -352,7 +362,7 @@ def forged_checkpoint(path: Path, metadata) -> Path:
 
 
 def good_metadata(**changes) -> dict:
-    return {**classifier_metadata("test_resnet", 3, list("abc"), 16, (0,) * 3, (1,) * 3), **changes}
+    return {**classifier_metadata(TINY_TEACHER), **changes}
 
 
 FORGED = {
@@ -378,13 +388,12 @@ def test_forged_teacher_checkpoint_blames_the_file(tmp_path, case):
 
 def test_student_with_a_forged_teacher_stops_before_its_run_directory(tmp_path, capsys, image_data):
     from config.schema import StudentConfig
-    from train_student import main as student_main
 
     path = forged_checkpoint(tmp_path / "model.safetensors", good_metadata(num_classes=10**9))
     config = teacher_config_dict(image_data, tmp_path / "runs", backdoor={"poisoning_rate": 0.0})
     config["distillation"] = {"teacher_model": str(path)}
     config_path = write_config(tmp_path / "student.yaml", config)
-    code = run_cli(StudentConfig, student_main, config_parser("s"), ["-c", str(config_path)])
+    code = run_training_script(StudentConfig, StudentRole(), "student", ["-c", str(config_path)])
     line = one_error_line(capsys.readouterr().err)
     assert code == 2 and str(path) in line and "num_classes" in line
     assert not (tmp_path / "runs").exists()

@@ -9,6 +9,7 @@ import torchvision
 from models.checkpoint import read_metadata, save_checkpoint
 from models.classifier_factory import (
     REFERENCE_ALIASES,
+    ClassifierRecord,
     ModelSpec,
     build_classifier,
     classifier_from_checkpoint,
@@ -114,7 +115,15 @@ def test_pretrained_offline_without_cache_fails_clearly(tmp_path, monkeypatch):
 
 def test_checkpoint_round_trip(tmp_path):
     model = build_classifier("test_resnet", 3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4)).eval()
-    metadata = classifier_metadata("test_resnet", 3, ["a", "b", "c"], 16, (0.4, 0.5, 0.6), (0.2, 0.3, 0.4))
+    record = ClassifierRecord(
+        architecture="test_resnet",
+        num_classes=3,
+        class_names=["a", "b", "c"],
+        image_size=16,
+        mean=(0.4, 0.5, 0.6),
+        std=(0.2, 0.3, 0.4),
+    )
+    metadata = classifier_metadata(record)
     path = save_checkpoint(tmp_path / "model.safetensors", model, metadata)
     assert not [p for p in tmp_path.iterdir() if p.name != "model.safetensors"]  # no temp file left
     restored, meta = classifier_from_checkpoint(path)
@@ -128,9 +137,10 @@ def test_checkpoint_round_trip(tmp_path):
 def test_checkpoint_of_compiled_wrapper_has_plain_keys(tmp_path):
     model = build_classifier("test_resnet", 3)
     wrapped = torch.nn.parallel.DataParallel(model)  # has .module, like DDP
-    path = save_checkpoint(
-        tmp_path / "m.safetensors", wrapped, classifier_metadata("test_resnet", 3, list("abc"), 16, (0,) * 3, (1,) * 3)
+    record = ClassifierRecord(
+        architecture="test_resnet", num_classes=3, class_names=list("abc"), image_size=16, mean=(0,) * 3, std=(1,) * 3
     )
+    path = save_checkpoint(tmp_path / "m.safetensors", wrapped, classifier_metadata(record))
     restored, _ = classifier_from_checkpoint(path)
     assert set(restored.state_dict()) == set(model.state_dict())
 
@@ -146,9 +156,16 @@ def test_pretrained_inception_keeps_its_input_shift_after_reloading(tmp_path):
     """transform_input depends on `pretrained`; the checkpoint records it so the reloaded model is the same."""
     model = build_classifier("inceptionv3", 3, transform_input=True).eval()
     assert model.backbone.transform_input
-    metadata = classifier_metadata(
-        "inceptionv3", 3, list("abc"), 299, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), pretrained=True
+    record = ClassifierRecord(
+        architecture="inceptionv3",
+        num_classes=3,
+        class_names=list("abc"),
+        image_size=299,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        pretrained=True,
     )
+    metadata = classifier_metadata(record)
     restored, _ = classifier_from_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, metadata))
     assert restored.backbone.transform_input
     x = torch.rand(1, 3, 299, 299)

@@ -11,7 +11,7 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.checkpoint import save_checkpoint
-from models.classifier_factory import build_classifier, classifier_metadata
+from models.classifier_factory import ClassifierRecord, build_classifier, classifier_metadata
 from models.teacher_reference import TeacherSource, load_teacher, resolve_teacher
 from tests import wandb_records
 from tests.conftest import run_script, teacher_config_dict, write_config
@@ -117,9 +117,15 @@ def test_gradient_reaches_only_the_student_and_teacher_stays_frozen():
 def save_tiny_teacher(folder: Path, classes=("cat", "dog", "frog")) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(1)
     model = build_classifier("test_resnet", len(classes)).eval()
-    metadata = classifier_metadata(
-        "test_resnet", len(classes), list(classes), 16, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    record = ClassifierRecord(
+        architecture="test_resnet",
+        num_classes=len(classes),
+        class_names=list(classes),
+        image_size=16,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
     )
+    metadata = classifier_metadata(record)
     folder.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(folder / "model.safetensors", model, metadata), model
 

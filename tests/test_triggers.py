@@ -22,6 +22,7 @@ from backdoor_attacks import (
     build_attack,
 )
 from backdoor_attacks.patch_backdoor import make_patch_pattern
+from backdoor_attacks.wanet_backdoor import WaNetBackdoorParams
 
 GREY = 100
 
@@ -137,6 +138,8 @@ def test_blended_size_mismatch_fails_clearly():
 def test_registry_builds_by_name_and_lists_valid_names():
     assert set(ATTACKS) == {"PatchBackdoor", "BlendedBackdoor", "SIGBackdoor", "WaNetBackdoor", "BppBackdoor"}
     assert isinstance(build_attack("PatchBackdoor", {"trigger_size": 2}), PatchBackdoor)
+    wanet = build_attack("WaNetBackdoor", WaNetBackdoorParams(image_size=8, seed=3))  # a Params object as it is
+    assert torch.equal(wanet.grid, build_attack("WaNetBackdoor", {"image_size": 8, "seed": 3}).grid)
     with pytest.raises(ValueError, match="BlendedBackdoor, BppBackdoor, PatchBackdoor, SIGBackdoor, WaNetBackdoor"):
         build_attack("WaNet", {})
 
@@ -182,7 +185,7 @@ def issue_recipe_grid(size, k=4, s=0.5, grid_rescale=1.0, seed=42):
 def test_wanet_grid_and_warp_follow_the_recipe():
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     for params in ({}, {"kernel_size": 3, "strength": 2.0, "grid_rescale": 0.9, "seed": 7}):
-        attack = WaNetBackdoor(image_size=16, **params)
+        attack = WaNetBackdoor(WaNetBackdoorParams(image_size=16, **params))
         recipe = {"k": 4, "s": 0.5, "grid_rescale": 1.0, "seed": 42}
         recipe.update({"k": params.get("kernel_size", 4), "s": params.get("strength", 0.5)})
         recipe.update({key: params[key] for key in ("grid_rescale", "seed") if key in params})
@@ -198,8 +201,9 @@ def test_wanet_grid_and_warp_follow_the_recipe():
 
 def test_wanet_without_strength_is_the_identity_and_cross_samples_add_seeded_noise():
     image = np.random.default_rng(1).integers(0, 256, (12, 12, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(WaNetBackdoor(image_size=12, strength=0.0)(image), image)
-    attack = WaNetBackdoor(image_size=12)
+    still = WaNetBackdoor(WaNetBackdoorParams(image_size=12, strength=0.0))
+    np.testing.assert_array_equal(still(image), image)
+    attack = WaNetBackdoor(WaNetBackdoorParams(image_size=12))
     noise = torch.rand(1, 12, 12, 2, generator=torch.Generator().manual_seed(3)) * 2 - 1
     floats = torch.from_numpy(image).permute(2, 0, 1).float() / 255
     noisy_grid = torch.clamp(attack.grid + noise / 12, -1, 1)
@@ -207,9 +211,32 @@ def test_wanet_without_strength_is_the_identity_and_cross_samples_add_seeded_noi
     torch.testing.assert_close(attack.cross(floats, torch.Generator().manual_seed(3)), expected, rtol=0, atol=0)
     first, second = attack.cross(image), attack.cross(image)  # torch's global RNG: a fresh draw each time
     assert not np.array_equal(first, second) and not np.array_equal(first, attack(image))
-    assert attack.cross_ratio == 2.0 and WaNetBackdoor(image_size=12, noise_mode=False).cross_ratio == 0.0
+    assert attack.cross_ratio == 2.0
+    assert WaNetBackdoor(WaNetBackdoorParams(image_size=12, noise_mode=False)).cross_ratio == 0.0
     with pytest.raises(ValueError, match=r"WaNetBackdoor\.image_size"):
         attack(grey_uint8(16))
+
+
+# -------------------------------------------------------------------------------------- devices and dtypes
+FLOAT_ATTACKS = {
+    "sig": lambda: SIGBackdoor(),
+    "wanet": lambda: WaNetBackdoor(WaNetBackdoorParams(image_size=12)),
+    "wanet_cross": lambda: WaNetBackdoor(WaNetBackdoorParams(image_size=12)).cross,
+    "blended": lambda: BlendedBackdoor(image_size=12),
+    "bpp": lambda: BppBackdoor(),
+}
+
+
+@pytest.mark.parametrize("name", FLOAT_ATTACKS)
+def test_float_triggers_follow_the_image_device_and_dtype(name):
+    """The constants made on the CPU in float32 move to the image. The "meta" device stands in for a GPU on
+    CPU-only machines: an operation that mixes it with a CPU tensor fails there as it would on CUDA."""
+    attack = FLOAT_ATTACKS[name]()
+    out = attack(grey_float().double())
+    assert out.dtype == torch.float64
+    if name != "bpp":  # Bpp computes in NumPy and needs the pixel values, which a meta tensor has not
+        meta = attack(torch.empty(3, 12, 12, device="meta"))
+        assert meta.device.type == "meta" and meta.shape == (3, 12, 12)
 
 
 # --------------------------------------------------------------------------------------------- BppAttack

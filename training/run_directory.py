@@ -21,7 +21,7 @@ from datasets.build import ExperimentData
 from datasets.previews import trigger_preview
 from datasets.setting_keys import setting_keys
 from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from models.classifier_factory import classifier_metadata
+from models.classifier_factory import ClassifierRecord, classifier_metadata
 from utils import distributed
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
 from utils.errors import describe_write_error
@@ -119,17 +119,16 @@ def _flatten(prefix: str, value, out: dict) -> dict:
 def checkpoint_metadata(cfg, classes: list[str], job_type: str) -> dict:
     """What a checkpoint of this run records to rebuild its model without the config."""
     mean, std = cfg.model.mean_std()
-    return classifier_metadata(
-        cfg.model.architecture,
-        cfg.model.num_classes,
-        classes,
-        cfg.dataset.image_size,
-        mean,
-        std,
+    record = ClassifierRecord(
+        architecture=cfg.model.architecture,
+        num_classes=cfg.model.num_classes,
+        class_names=classes,
+        image_size=cfg.dataset.image_size,
+        mean=mean,
+        std=std,
         pretrained=cfg.model.pretrained,
-        job_type=job_type,
-        seed=cfg.seed,
     )
+    return classifier_metadata(record, job_type=job_type, seed=cfg.seed)
 
 
 def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dict) -> Path:

@@ -10,7 +10,7 @@ import torch
 from pydantic import AfterValidator, Field, field_validator
 
 from training.optim import build_lr_scheduler, build_optimizer, check_learning_rates
-from utils.class_registry import check_finite
+from utils.class_registry import checked_by_building
 from utils.section import Section
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -55,19 +55,9 @@ def _dummy_parameters() -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.zeros(1))]
 
 
-def _buildable(builder):
+def _buildable(builder) -> AfterValidator:
     """Build the ``{ClassName: kwargs}`` object once with dummy inputs, so bad names or kwargs fail now."""
-
-    def check(value: dict | None) -> dict | None:
-        if value is not None:
-            try:
-                check_finite(value)
-                builder(value)
-            except (TypeError, ValueError, KeyError) as err:
-                raise ValueError(f"{err}") from err
-        return value
-
-    return AfterValidator(check)
+    return AfterValidator(checked_by_building(builder))
 
 
 ClassKwargs = dict[str, dict[str, Any] | None]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from models.classifier_factory import build_classifier
 from training.compute import Compute
@@ -25,35 +25,38 @@ def init_worker(worker_id: int) -> None:
     ignore_stop_signals()  # Ctrl-C reaches the whole process group; the main process stops at a step boundary
 
 
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    num_workers: int,
-    *,
-    shuffle: bool,
-    seed: int,
-    sampler=None,
-    device: torch.device | None = None,
-    drop_last: bool = False,
-    persistent_workers: bool = True,
-) -> DataLoader:
-    """A DataLoader whose shuffling and worker RNGs follow ``seed``.
+@dataclass(frozen=True, kw_only=True)
+class LoaderSpec:
+    """How a DataLoader draws its batches; its shuffling and worker RNGs follow ``seed``.
 
     With ``persistent_workers=False`` the workers start afresh every epoch, seeded from the loader's generator
     (``base_seed + worker id``): their random streams are then a function of the generator's state, which a
     training state saves. Persistent workers would carry their streams over from epoch to epoch, unsaved.
     """
+
+    batch_size: int  # images per batch, per process
+    num_workers: int  # decoding processes; 0 decodes in the main process
+    shuffle: bool  # ignored when a sampler decides the order
+    seed: int
+    sampler: Sampler | None = None  # a process's share under torchrun (DistributedSampler, ShardSampler)
+    device: torch.device | None = None  # batches bound for CUDA are pinned, for asynchronous copies
+    drop_last: bool = False
+    persistent_workers: bool = True  # only where there are workers
+
+
+def make_loader(dataset: Dataset, spec: LoaderSpec) -> DataLoader:
+    """The DataLoader ``spec`` describes, over ``dataset``."""
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=device is not None and device.type == "cuda",
-        persistent_workers=persistent_workers and num_workers > 0,
+        batch_size=spec.batch_size,
+        shuffle=spec.shuffle and spec.sampler is None,
+        sampler=spec.sampler,
+        num_workers=spec.num_workers,
+        pin_memory=spec.device is not None and spec.device.type == "cuda",
+        persistent_workers=spec.persistent_workers and spec.num_workers > 0,
         worker_init_fn=init_worker,
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(spec.seed),
+        drop_last=spec.drop_last,
     )
 
 
@@ -81,28 +84,28 @@ class TrainingSetup:
         per_process = len(sampler) if sampler is not None else len(dataset)
         return make_loader(
             dataset,
-            self.batch_size,
-            self.cfg.training.dataloader_num_workers,
-            shuffle=True,
-            seed=self.cfg.seed + self.rank,  # worker RNGs (random poisoning, augmentations) differ per process
-            sampler=sampler,
-            device=self.compute.device,
-            # a last batch of one image breaks BatchNorm in training mode; drop the partial batch when there
-            # is at least one full one (every image is still seen across epochs, as the shuffle changes)
-            drop_last=per_process >= self.batch_size,
-            persistent_workers=False,  # worker randomness from the (saved) loader generator: exact resumes
+            self._loader_spec(
+                shuffle=True,
+                seed=self.cfg.seed + self.rank,  # worker RNGs (random poisoning, augmentations) differ per process
+                sampler=sampler,
+                # a last batch of one image breaks BatchNorm in training mode; drop the partial batch when there
+                # is at least one full one (every image is still seen across epochs, as the shuffle changes)
+                drop_last=per_process >= self.batch_size,
+                persistent_workers=False,  # worker randomness from the (saved) loader generator: exact resumes
+            ),
         )
 
     def test_loader(self, dataset) -> DataLoader:
         shard = ShardSampler(len(dataset), self.rank, self.world_size) if self.world_size > 1 else None
-        return make_loader(
-            dataset,
-            self.batch_size,
-            self.cfg.training.dataloader_num_workers,
-            shuffle=False,
-            seed=self.cfg.seed,
-            sampler=shard,
+        return make_loader(dataset, self._loader_spec(shuffle=False, seed=self.cfg.seed, sampler=shard))
+
+    def _loader_spec(self, **choices) -> LoaderSpec:
+        """What every loader of the run shares (per-process batch, workers, device), with ``choices``."""
+        return LoaderSpec(
+            batch_size=self.batch_size,
+            num_workers=self.cfg.training.dataloader_num_workers,
             device=self.compute.device,
+            **choices,
         )
 
     def wrap(self, model: nn.Module) -> nn.Module:

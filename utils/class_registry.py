@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+from collections.abc import Callable
 from types import ModuleType
 
 
@@ -54,3 +55,23 @@ def check_finite(spec: dict, where: str = "") -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{path}: {value} is not a finite number")
         check_finite(value, path)
+
+
+def checked_by_building(build: Callable[[dict], object]) -> Callable[[dict | None], dict | None]:
+    """A validator for a ``{ClassName: kwargs}`` block: its numbers finite, and ``build`` run on it once.
+
+    Building with stand-in inputs is the one check that knows every library's names and keyword arguments, so
+    a bad block fails at validation instead of at the first step. Whatever the library raises becomes a
+    ``ValueError``, the type pydantic reports as a one-line error on the key.
+    """
+
+    def check(spec: dict | None) -> dict | None:
+        if spec is not None:
+            try:
+                check_finite(spec)
+                build(spec)
+            except (TypeError, ValueError, KeyError) as err:
+                raise ValueError(f"{err}") from err
+        return spec
+
+    return check

@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import torch
 
+from benchmarks.random_pipelines import parts
+
 UNETS = {
     "tiny": {
         "sample_size": 16,
         "block_out_channels": (16, 32),
-        "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
-        "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
-        "layers_per_block": 1,
-        "norm_num_groups": 8,
+        **parts.block_types("DownBlock2D", "AttnDownBlock2D"),
+        **parts.TINY_DEPTH,
         "attention_head_dim": 8,
     },
     "full": {
         "sample_size": 32,
         "block_out_channels": (128, 256, 256, 256),
-        "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        "layers_per_block": 2,
-        "norm_num_groups": 32,
+        **parts.block_types("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        **parts.FULL_DEPTH,
         "attention_head_dim": None,
     },
 }

@@ -49,42 +49,51 @@ TINY_TEXT = {  # with byte_tokenizer's ids
     "pad_token_id": 1,
 }
 
+# Depth per level and normalisation groups, shared by the UNets and autoencoders of each size.
+TINY_DEPTH = {"layers_per_block": 1, "norm_num_groups": 8}
+FULL_DEPTH = {"layers_per_block": 2, "norm_num_groups": 32}  # Stable Diffusion's, DDPM-CIFAR's and MoVQ's
+
+
+def block_types(*down: str) -> dict:
+    """``down_block_types`` and the ``up_block_types`` that mirror them.
+
+    Every UNet and autoencoder here decodes through its encoder's levels in reverse, with each block's
+    upsampling twin; stating the encoder side alone keeps the two sides from drifting apart.
+    """
+    twins = (("Downsample", "Upsample"), ("Down", "Up"), ("Encoder", "Decoder"))  # longest first
+
+    def mirrored(name: str) -> str:
+        for old, new in twins:
+            name = name.replace(old, new)
+        return name
+
+    return {"down_block_types": down, "up_block_types": tuple(mirrored(name) for name in reversed(down))}
+
+
 # Stable Diffusion 1.x UNet (860 M) and VAE (84 M); the tiny ones keep the block types at a few MB.
 SD1_UNET = {
     "sample_size": 64,
     "block_out_channels": (320, 640, 1280, 1280),
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "layers_per_block": 2,
+    **block_types(*("CrossAttnDownBlock2D",) * 3, "DownBlock2D"),
+    **FULL_DEPTH,
     "cross_attention_dim": 768,
     "attention_head_dim": 8,
-    "norm_num_groups": 32,
 }
 TINY_UNET = {
     "sample_size": 8,
     "block_out_channels": (32, 64),
-    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
-    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
-    "layers_per_block": 1,
+    **block_types("CrossAttnDownBlock2D", "DownBlock2D"),
+    **TINY_DEPTH,
     "cross_attention_dim": 32,
     "attention_head_dim": 4,
-    "norm_num_groups": 8,
 }
 SD_VAE = {
     "block_out_channels": (128, 256, 512, 512),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
+    **block_types(*("DownEncoderBlock2D",) * 4),
+    **FULL_DEPTH,
     "sample_size": 512,
 }
-TINY_VAE = {
-    "block_out_channels": (16, 32),
-    "down_block_types": ("DownEncoderBlock2D",) * 2,
-    "up_block_types": ("UpDecoderBlock2D",) * 2,
-    "layers_per_block": 1,
-    "norm_num_groups": 8,
-}
+TINY_VAE = {"block_out_channels": (16, 32), **block_types(*("DownEncoderBlock2D",) * 2), **TINY_DEPTH}
 
 
 def clip_processor(side: int):
