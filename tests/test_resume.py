@@ -21,9 +21,9 @@ import pytest
 import torch
 import yaml
 
-import train_teacher
-from config.cli import run_script as run_cli
-from config.schema import TeacherConfig
+import training.evaluation
+from config.cli import run_training_script
+from config.schema import StudentConfig, TeacherConfig
 from models.classifier_factory import classifier_from_checkpoint
 from tests.conftest import (
     REPO,
@@ -34,12 +34,18 @@ from tests.conftest import (
     wait_for_a_state,
     write_config,
 )
+from training.roles import StudentRole, TeacherRole
 
 TIMINGS = ("train/images_per_second", "train/epoch_seconds")  # wall-clock: the only numbers allowed to differ
 
 
 def teacher_cli(capsys, *argv: str) -> tuple[int, str]:
-    code = run_cli(TeacherConfig, train_teacher.main, train_teacher.parser(), list(argv))
+    code = run_training_script(TeacherConfig, TeacherRole(), "teacher", list(argv))
+    return code, capsys.readouterr().err
+
+
+def student_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = run_training_script(StudentConfig, StudentRole(), "student", list(argv))
     return code, capsys.readouterr().err
 
 
@@ -87,16 +93,77 @@ def long_config(image_data, runs: Path, **training) -> dict:
     )
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, capsys, image_data, workers):
-    """Random poisoning and augmentations drawn in the main process (0) or in a loader worker (1)."""
+def stopped_copy(full: Path, stopped: Path) -> Path:
+    """The run directory of the run ``full`` as a kill after its first epoch would have left it."""
+    shutil.copytree(full, stopped)
+    for folder in (stopped / "checkpoints").iterdir():
+        if folder.name != "epoch_0001":
+            shutil.rmtree(folder)
+    for name in ("model.safetensors", "summary.json"):
+        (stopped / name).unlink()
+    lines = (full / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (stopped / "metrics.jsonl").write_text(lines[0])
+    return stopped
+
+
+def assert_same_run(resumed: Path, full: Path) -> None:
+    assert_same_checkpoint(resumed / "model.safetensors", full / "model.safetensors")
+    assert metrics(resumed) == metrics(full)
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (resumed, full)]
+    for summary in summaries:
+        summary.pop("seconds")
+    assert summaries[0] == summaries[1]
+
+
+class StopInEvaluation:
+    """Raise SIGTERM in this thread (handled before ``raise_signal`` returns) as evaluation number ``call`` starts."""
+
+    def __init__(self, call: int):
+        self.calls, self.call = 0, call
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.call:
+            signal.raise_signal(signal.SIGTERM)
+        return self.real(*args, **kwargs)
+
+    def __enter__(self):
+        self.real, training.evaluation.evaluate = training.evaluation.evaluate, self
+        self.previous = signal.signal(signal.SIGTERM, lambda *_: None)  # if the run did not own it: not pytest's end
+        return self
+
+    def __exit__(self, *exc):
+        training.evaluation.evaluate = self.real
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+# the optimiser's state holds the current lr, so only a scheduler whose next lr depends on its own state (its
+# epoch count) shows a missing restore; StepLR with step_size 1 (lr × gamma every epoch) would not
+COSINE = {"CosineAnnealingLR": {"T_max": 3}}
+
+
+@pytest.mark.parametrize(
+    ("workers", "lr_scheduler", "stop"),
+    [
+        pytest.param(0, None, "killed", id="killed-after-epoch-1"),
+        pytest.param(1, COSINE, "killed", id="loader-worker-cosine-killed-after-epoch-1"),
+        pytest.param(0, COSINE, "sigterm-in-evaluation", id="cosine-sigterm-in-the-last-evaluation"),
+    ],
+)
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, capsys, image_data, workers, lr_scheduler, stop):
+    """Random poisoning and augmentations drawn in the main process (0) or in a loader worker (1).
+
+    A SIGTERM during the evaluation after the last epoch abandons it: the resumed run trains that epoch again.
+    """
+    epochs = 3 if stop == "killed" else 2
     config = teacher_config_dict(
         image_data,
         tmp_path / "runs",
         backdoor={"random_poisoning": True},
         transformations={"RandomHorizontalFlip": {"p": 0.5}, "RandomErasing": {"p": 0.5}},
+        lr_scheduler=lr_scheduler,
         training={
-            "num_epochs": 3,
+            "num_epochs": epochs,
             "batch_size": 4,
             "dataloader_num_workers": workers,
             "eval_every": 2,
@@ -106,30 +173,52 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, capsys, im
     code, err = teacher_cli(capsys, "-c", str(write_config(tmp_path / "t.yaml", config)))
     assert code == 0, err
     (full,) = (tmp_path / "runs").iterdir()
-    assert states(full) == ["epoch_0001", "epoch_0002", "epoch_0003"]
+    assert states(full) == [f"epoch_{epoch:04d}" for epoch in range(1, epochs + 1)]
     state = torch.load(full / "checkpoints" / "epoch_0001" / "training_state.pt", weights_only=True)
     assert state["epoch"] == 1 and [r["step"] for r in state["history"]] == [1]
     _, metadata = classifier_from_checkpoint(full / "checkpoints" / "epoch_0001" / "model.safetensors")
     assert metadata["class_names"] == ["cat", "dog", "frog"]  # a state's weights serve as a checkpoint, too
 
-    # the run directory of the same run stopped after its first epoch
-    stopped = tmp_path / "stopped"
-    shutil.copytree(full, stopped)
-    for name in ("epoch_0002", "epoch_0003"):
-        shutil.rmtree(stopped / "checkpoints" / name)
-    for name in ("model.safetensors", "summary.json"):
-        (stopped / name).unlink()
-    lines = (full / "metrics.jsonl").read_text().splitlines(keepends=True)
-    (stopped / "metrics.jsonl").write_text(lines[0])
-
+    if stop == "killed":
+        stopped = stopped_copy(full, tmp_path / "stopped")
+    else:  # the same run again, stopped by SIGTERM as the triggered test set of epoch 2 (the last) is evaluated
+        config["training"]["save_path"] = str(tmp_path / "stopped_runs")
+        with StopInEvaluation(call=2):  # the clean, then the triggered test set
+            code, err = teacher_cli(capsys, "-c", str(write_config(tmp_path / "t.yaml", config)))
+        (stopped,) = (tmp_path / "stopped_runs").iterdir()
+        kept = stopped / "checkpoints" / "epoch_0001"
+        assert code == 143, err
+        line = resume_line(err)
+        assert line.startswith("stopped by SIGTERM while evaluating epoch 2 in test (triggered), batch 1; ")
+        assert f"the state of epoch 1 is kept in {kept}; resume with: " in line
+        assert states(stopped) == ["epoch_0001"] and [r["step"] for r in metrics(stopped)] == [1]
     code, err = teacher_cli(capsys, "--resume", str(stopped))
     assert code == 0, err
-    assert_same_checkpoint(stopped / "model.safetensors", full / "model.safetensors")
-    assert metrics(stopped) == metrics(full)
-    summaries = [json.loads((d / "summary.json").read_text()) for d in (stopped, full)]
-    for summary in summaries:
-        summary.pop("seconds")
-    assert summaries[0] == summaries[1]
+    assert_same_run(stopped, full)
+
+
+def test_resumed_student_ends_exactly_like_an_uninterrupted_one(tmp_path, capsys, image_data):
+    """Distillation (the teacher's outputs enter the loss) with a learning-rate schedule."""
+    teacher_config = teacher_config_dict(image_data, tmp_path / "teachers")
+    code, err = teacher_cli(capsys, "-c", str(write_config(tmp_path / "t.yaml", teacher_config)))
+    assert code == 0, err
+    (teacher,) = (tmp_path / "teachers").iterdir()
+    config = teacher_config_dict(
+        image_data,
+        tmp_path / "runs",
+        backdoor={"poisoning_rate": 0.0},
+        distillation={"alpha": 0.5, "temperature": 4.0, "teacher_model": str(teacher)},
+        transformations={"RandomHorizontalFlip": {"p": 0.5}},
+        lr_scheduler={"StepLR": {"step_size": 2}},  # a fresh one after epoch 1 would not decay after epoch 2
+        training={"num_epochs": 3, "batch_size": 6, "keep_checkpoints": 3},
+    )
+    code, err = student_cli(capsys, "-c", str(write_config(tmp_path / "s.yaml", config)))
+    assert code == 0, err
+    (full,) = (tmp_path / "runs").iterdir()
+    stopped = stopped_copy(full, tmp_path / "stopped")
+    code, err = student_cli(capsys, "--resume", str(stopped))
+    assert code == 0, err
+    assert_same_run(stopped, full)
 
 
 def test_sigterm_stops_at_a_step_boundary_and_the_printed_command_resumes(tmp_path, capsys, image_data):

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from training.compute import Compute
 from training.loop import evaluate
 from training.metrics import accuracy, attack_success_rate, per_class_accuracy, robust_accuracy
+from utils.stop_signals import GracefulStop
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,11 @@ class BackdoorEvaluator:
     compute: Compute
     classes: list[str]
     targets: Sequence[int | None] | None  # per true class, the class the attack sends it to (None: not attacked)
+    stop: GracefulStop | None = None  # a stop signal abandons the evaluation at the next batch
 
     def __call__(self, model: nn.Module) -> dict:
         num_classes = len(self.classes)
-        clean = evaluate(model, self.clean, self.compute, num_classes, description="test (clean)")
+        clean = evaluate(model, self.clean, self.compute, num_classes, description="test (clean)", stop=self.stop)
         cm = clean["confusion_matrix"]
         result = {
             "clean_accuracy": accuracy(cm),
@@ -35,7 +37,9 @@ class BackdoorEvaluator:
             "per_class_accuracy": dict(zip(self.classes, per_class_accuracy(cm), strict=True)),
         }
         if self.triggered is not None:
-            triggered = evaluate(model, self.triggered, self.compute, num_classes, description="test (triggered)")
+            triggered = evaluate(
+                model, self.triggered, self.compute, num_classes, description="test (triggered)", stop=self.stop
+            )
             result["attack_success_rate"] = attack_success_rate(triggered["confusion_matrix"], self.targets)
             result["robust_accuracy"] = robust_accuracy(triggered["confusion_matrix"], self.targets)
         return result

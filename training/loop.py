@@ -16,9 +16,16 @@ from models.classifier_factory import split_outputs
 from training.compute import Compute
 from training.metrics import confusion_matrix
 from training.optim import step_scheduler
-from utils.distributed import all_reduce_sum, broadcast_buffers, is_main_process, without_ddp
+from utils.distributed import (
+    all_reduce_sum,
+    broadcast_buffers,
+    is_distributed,
+    is_main_process,
+    max_over_processes,
+    without_ddp,
+)
 from utils.errors import TrainingError
-from utils.stop_signals import GracefulStop
+from utils.stop_signals import GracefulStop, StopRequested
 from utils.tracking import MetricsLog
 
 log = logging.getLogger(__name__)
@@ -59,7 +66,7 @@ class EpochHooks:
 
     metrics_log: MetricsLog | None = None  # None on processes other than the main one
     save_state: Callable[[int, dict], None] | None = None  # (epoch, last evaluation), on every process
-    stop: GracefulStop | None = None  # checked at every step boundary and after each epoch
+    stop: GracefulStop | None = None  # checked at every step and evaluation batch, and after each epoch
 
 
 def _progress(loader, description: str, show: bool):
@@ -139,16 +146,26 @@ def evaluate(
     *,
     description: str = "evaluate",
     show_progress: bool = True,
+    stop: GracefulStop | None = None,
 ) -> dict:
     """Confusion matrix over (true label, prediction) and mean cross-entropy against the scored label.
 
-    Batches are ``(images, label, true_label)``; on the triggered set the scored label is the target.
+    Batches are ``(images, label, true_label)``; on the triggered set the scored label is the target. With
+    ``stop``, raises ``StopRequested`` before a batch once a stop signal arrived: a large test set would
+    otherwise outlast the grace period before SIGKILL (Slurm's KillWait, 30 s by default).
     """
     model = without_ddp(model).eval()
     broadcast_buffers(model)  # every process scores with rank 0's BatchNorm statistics (the checkpoint's)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=compute.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=compute.device)
-    for images, labels, true_labels in _progress(loader, description, show_progress):
+    checked = len(loader) if stop is not None else 0  # batches before which the stop flag is looked at
+    if stop is not None and is_distributed():  # on every process, also one whose shard is empty
+        # the shards may differ by a batch, and every process must take part in as many comparisons of the stop
+        # flags as the others: check only the batches that every process has
+        checked = -max_over_processes(-checked)
+    for batch, (images, labels, true_labels) in enumerate(_progress(loader, description, show_progress), start=1):
+        if batch <= checked:
+            stop.check(f" in {description}, batch {batch}")
         images = compute.images(images)
         labels = labels.to(compute.device, non_blocking=True)
         true_labels = true_labels.to(compute.device, non_blocking=True)
@@ -175,6 +192,9 @@ def fit(
 
     The test sets are always evaluated after the last epoch; that evaluation is logged with the last epoch and
     returned (the run's final metrics). After each epoch (and its scheduler step) the state is saved.
+
+    A stop during an evaluation abandons it before the epoch is logged, stepped or saved: the state of the
+    previous epoch is kept and a resumed run trains the interrupted epoch again, as the uninterrupted run did.
     """
     hooks, start = hooks or EpochHooks(), start or Progress()
     num_epochs, eval_every = schedule.num_epochs, schedule.eval_every
@@ -186,7 +206,11 @@ def fit(
         metrics = {f"train/{key}": value for key, value in stats.items()}
         line = f"epoch {epoch}/{num_epochs}: loss {stats['loss']:.4f}, accuracy {stats['accuracy']:.2%}"
         if epoch == num_epochs or (eval_every and epoch % eval_every == 0):
-            test = final = evaluate_fn()
+            try:
+                test = final = evaluate_fn()
+            except StopRequested as stopped:
+                # the message names the epoch whose evaluation was abandoned (evaluate does not know it)
+                raise StopRequested(stopped.signum, f" while evaluating epoch {epoch}{stopped.where}") from None
             metrics.update({f"test/{k}": v for k, v in test.items() if not isinstance(v, dict)})
             line += f", test accuracy {test['clean_accuracy']:.2%}"
             if test.get("attack_success_rate") is not None:

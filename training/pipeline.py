@@ -45,7 +45,7 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
         states = EpochStates(trainable, loader, run, cfg.training, metadata)
         try:
             progress = states.restore(saved) if saved is not None else Progress()
-            evaluator = _evaluator(setup, data)
+            evaluator = _evaluator(setup, data, stop)
             hooks = EpochHooks(run.metrics if run is not None else None, states.save, stop)
             with stop.at_step_boundaries():
                 schedule = Schedule(cfg.training.num_epochs, cfg.training.eval_every)
@@ -61,7 +61,7 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
     return summary
 
 
-def _evaluator(setup, data) -> BackdoorEvaluator:
+def _evaluator(setup, data, stop: GracefulStop) -> BackdoorEvaluator:
     triggered = data.triggered_test
     return BackdoorEvaluator(
         clean=setup.test_loader(data.clean_test),
@@ -69,6 +69,7 @@ def _evaluator(setup, data) -> BackdoorEvaluator:
         compute=setup.compute,
         classes=data.classes,
         targets=data.targets,
+        stop=stop,
     )
 
 

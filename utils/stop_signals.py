@@ -1,7 +1,8 @@
 """Stopping a run cleanly on SIGTERM (what Slurm and Kubernetes send before they kill a job) or SIGINT (Ctrl-C).
 
-Inside the training loop a signal only raises a flag; the loop looks at it at every step boundary, and under
-torchrun the processes compare their flags, so that a signal seen by one stops every process at the same step.
+Inside the training loop a signal only raises a flag; the loop looks at it at every step boundary and before
+every batch of a test-set evaluation (which is then abandoned), and under torchrun the processes compare their
+flags, so that a signal seen by one stops every process at the same step.
 Outside the loop (setting up, writing the final files) there is nothing to keep, and a signal stops the run at
 once.
 """
@@ -21,7 +22,7 @@ class StopRequested(Exception):
     """A stop signal arrived; ``exit_code`` is the shell's ``128 + signal number`` (143 for SIGTERM, 130 for SIGINT)."""
 
     def __init__(self, signum: int, where: str = ""):
-        self.signum = signum
+        self.signum, self.where = signum, where
         super().__init__(f"stopped by {signal.Signals(signum).name}{where}")
 
     @property
