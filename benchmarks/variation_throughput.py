@@ -1,14 +1,15 @@
 """Images/s and peak memory of the variation loop per backend, and the share of time spent inside the model.
 
-    python -m benchmarks.variation_throughput                           # every backend, tiny random pipelines, CPU
-    python -m benchmarks.variation_throughput --size full --device cuda --batch-sizes 8 16 \\
-        --schedules default DPMSolverMultistepScheduler:half --compile both
+    python -m benchmarks.variation_throughput                   # every backend, tiny random pipelines, CPU
+    python -m benchmarks.variation_throughput --device cuda     # released sizes, fp16, the GPU set below
 
 Each backend's pipelines get random weights (``tiny``, or ``full``: the released architectures, saved in fp16 on
 CUDA) and load from disk through the real backend; the real loop runs (loading, colour transfer, PNG writes).
 A schedule is ``SCHEDULER[:STEPS]``: ``default`` is the checkpoint's scheduler, STEPS defaults to the backend's
-default step count and ``half`` halves it. ``full`` renders at each model's native resolution unless
-``--height``/``--width`` say otherwise.
+default step count and ``half`` halves it. ``full`` renders at each model's default resolution unless
+``--height``/``--width`` say otherwise. Defaults by device: on the CPU tiny pipelines, batch 8, 10 default
+steps; on CUDA the full set: released sizes, batches of 8 and 16, default steps against DPM-Solver at half of
+them. Sources: ``--data`` (an ImageFolder), else generated noise images (random weights make content moot).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from benchmarks.random_pipelines import FAMILIES, save_random_models
 from datasets.image_folder import scan_image_folder
@@ -30,8 +33,15 @@ from variations.backends import BACKENDS, build_backend, diffusion_section
 from variations.generator import GenerationJob, generate
 from variations.output_plan import OutputLayout, plan_outputs
 
-NATIVE_SIDE = {"stable_unclip": 768, "kandinsky22": 768}  # pixels; the others are 512-pixel models
+# pixels: each backend's default output size (unCLIP's native 768; Kandinsky's model-card 768); the others 512
+NATIVE_SIDE = {"stable_unclip": 768, "kandinsky22": 768}
 TINY_SIDE = 32  # pixels: the tiny pipelines' scale
+# What a run measures unless told otherwise. CUDA: the issue's GPU figures, so that `--device cuda` alone gives
+# them; CPU: a quick loop-cost check (the released models would take hours there).
+DEVICE_DEFAULTS = {
+    "cpu": {"size": "tiny", "batch_sizes": [8], "schedules": ["default:10"]},
+    "cuda": {"size": "full", "batch_sizes": [8, 16], "schedules": ["default", "DPMSolverMultistepScheduler:half"]},
+}
 
 
 class TimedBackend:
@@ -61,6 +71,24 @@ def schedule(name: str, backend: str) -> tuple[str | None, int]:
 def output_size(args, backend: str) -> dict:
     side = TINY_SIDE if args.size == "tiny" else NATIVE_SIDE.get(backend, 512)
     return {"height": args.height or side, "width": args.width or side}
+
+
+def with_device_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options left unset with ``args.device``'s defaults."""
+    for key, value in DEVICE_DEFAULTS["cuda" if args.device.type == "cuda" else "cpu"].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def noise_images(folder: Path, count: int, side: int) -> Path:
+    """``count`` seeded noise PNGs in two class folders: sources for random-weight pipelines, no data needed."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        target = folder / f"class_{i % 2}" / f"{i:05d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(target)
+    return folder
 
 
 def run_one(args, models: dict, backend: str, batch_size: int, name: str, compiled: bool) -> dict:
@@ -110,31 +138,45 @@ def run_one(args, models: dict, backend: str, batch_size: int, name: str, compil
     }
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cifar10/train")
+    parser.add_argument("--data", default=None, help="ImageFolder of sources (default: generated noise images)")
     parser.add_argument("--backends", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
-    parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--size", choices=["tiny", "full"], default=None, help="default: full on CUDA, else tiny")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32, help="source side after loading, pixels")
     parser.add_argument("--num-workers", type=int, default=2, help="loader processes")
     parser.add_argument("--height", type=int, default=None, help="output height (default: per model)")
     parser.add_argument("--width", type=int, default=None, help="output width (default: per model)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
-    parser.add_argument("--schedules", nargs="+", default=["default:10"], help="SCHEDULER[:STEPS|half]")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: 8 16 on CUDA, else 8")
+    parser.add_argument(
+        "--schedules",
+        nargs="+",
+        default=None,
+        help="SCHEDULER[:STEPS|half]; default: default DPMSolverMultistepScheduler:half on CUDA, else default:10",
+    )
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     args.device = resolve_device(args.device)
+    with_device_defaults(args)
     dtype = torch.float16 if args.device.type == "cuda" else torch.float32
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    for backend in args.backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            models = save_random_models(backend, Path(tmp), args.size, dtype=dtype)
-            for batch_size in args.batch_sizes:
-                for name in args.schedules:
-                    for compiled in compiles:
-                        print(json.dumps(run_one(args, models, backend, batch_size, name, compiled)), flush=True)
+    with tempfile.TemporaryDirectory() as sources:
+        if args.data is None:
+            args.data = noise_images(Path(sources), args.images, args.image_size)
+        for backend in args.backends:
+            with tempfile.TemporaryDirectory() as tmp:
+                models = save_random_models(backend, Path(tmp), args.size, dtype=dtype)
+                for batch_size in args.batch_sizes:
+                    for name in args.schedules:
+                        for compiled in compiles:
+                            row = run_one(args, models, backend, batch_size, name, compiled)
+                            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-import train_student
 import variations.run
-from config.cli import config_parser
-from config.cli import run_script as run_cli
+from config.cli import run_training_script
 from config.schema import StudentConfig
 from tests.conftest import make_image_folder, run_script, variation_config_dict, write_config
 from tests.test_student import save_tiny_teacher, student_config_dict
 from tests.test_variations import generate, png_bytes
+from training.roles import StudentRole
 from utils.atomic_io import TEMP_MARKER
 from variations.backends import BACKENDS, build_backend, diffusion_section
 from variations.backends.hub_files import needed_files
@@ -115,7 +114,7 @@ def test_backend_generates_resumes_to_the_same_bytes_and_trains_a_student(tmp_pa
     student = student_config_dict(data, out, tmp_path / "students", str(teacher))
     student["training"]["num_epochs"] = 1
     path = write_config(tmp_path / "student.yaml", student)
-    assert run_cli(StudentConfig, train_student.main, config_parser("student"), ["-c", str(path)]) == 0
+    assert run_training_script(StudentConfig, StudentRole(), "student", ["-c", str(path)]) == 0
     (run,) = (tmp_path / "students").iterdir()
     (metrics,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert math.isfinite(metrics["train/loss"]) and metrics["train/images_per_second"] > 0
@@ -200,6 +199,110 @@ def test_missing_or_wrong_model_folders_are_one_line_errors(tmp_path, capsys, mo
     (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert message.format(**names) in error
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def doubled(key: str):
+    def spoil(config: Path) -> None:
+        values = json.loads(config.read_text())
+        config.write_text(json.dumps({**values, key: 2 * values[key]}))
+
+    return spoil
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [  # transformers (the CLIP encoder) and diffusers (the UNet) fail in different ways; both are one line
+        (("image_encoder/model.safetensors", truncate), "'{model}/image_encoder/model.safetensors': truncated or"),
+        (("unet/diffusion_pytorch_model.safetensors", truncate), "'{model}/unet/diffusion_pytorch_model.safetensors'"),
+        (("image_encoder/config.json", doubled("intermediate_size")), "'{model}': weight shapes do not match the"),
+        (("unet/config.json", doubled("cross_attention_dim")), "'{model}': weight shapes do not match the component"),
+    ],
+)
+def test_corrupt_or_mismatched_weights_are_one_line_errors(tmp_path, capsys, models, data, damage, message):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(models["sd_image_variations"]["model"], model)
+    name, spoil = damage
+    spoil(model / name)
+    config = backend_config(data, tmp_path / "out", models, "sd_image_variations", model=str(model))
+    assert generate(tmp_path, config) == 2
+    err = capsys.readouterr().err
+    (error,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: diffusion.model: ") and message.format(model=model) in error
+    if "config.json" in name:  # the key that does not fit (diffusers), or where transformers listed them
+        assert "by the config)" in error or "the load report above lists them" in error
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_missing_relative_folder_beside_an_existing_one_is_not_found(tmp_path, capsys, models, data, monkeypatch):
+    """``models/sd`` is a valid hub id too, so it is tried there; with a local ``models/`` the error says both."""
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)
+    # offline, with an empty cache: huggingface_hub reads HF_HUB_OFFLINE once, at import, so set its constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
+    (tmp_path / "models").mkdir()
+    config = backend_config(data, tmp_path / "out", models, "sd_img2img", model="models/sd")
+    assert generate(tmp_path, config) == 2
+    err = capsys.readouterr().err
+    assert "error: diffusion.model: folder not found: models/sd (nor could hub repository 'models/sd' be" in err
+    assert "Traceback" not in err
+
+
+def test_kandinsky_refuses_a_wrong_prior_before_loading_the_decoder(models, monkeypatch):
+    from diffusers import KandinskyV22Pipeline
+
+    from utils.errors import UserError
+
+    def decoder_loads(*args, **kwargs):
+        raise AssertionError("the decoder's weights were read before the prior's folder was checked")
+
+    monkeypatch.setattr(KandinskyV22Pipeline, "from_pretrained", decoder_loads)
+    keys = models["kandinsky22"]
+    section = diffusion_section(backend="kandinsky22", model=keys["model"], prior_model=keys["model"])
+    with pytest.raises(UserError, match=r"diffusion\.prior_model: .* holds a KandinskyV22Pipeline, but this backend"):
+        build_backend(section, torch.device("cpu"), 1)
+
+
+def test_every_guided_backend_refuses_negative_guidance():
+    from pydantic import ValidationError
+
+    guided = [name for name, cls in BACKENDS.items() if "guidance_scale" in cls.Section.model_fields]
+    assert set(guided) == set(DIFFUSION_BACKENDS) - {"ddpm_sdedit"}
+    for name in guided:
+        with pytest.raises(ValidationError, match="guidance_scale\\n  Input should be greater than or equal to 0"):
+            diffusion_section(backend=name, model="m", guidance_scale=-2)
+        assert diffusion_section(backend=name, model="m", guidance_scale=0).guidance_scale == 0
+
+
+def test_variation_benchmark_defaults_to_the_gpu_figures_on_cuda_and_needs_no_data():
+    from benchmarks import variation_throughput as bench
+
+    def parsed(device: str, *argv: str):
+        args = bench.parser().parse_args(["--device", device, *argv])
+        args.device = torch.device(device)  # no GPU needed to check what it would run
+        return bench.with_device_defaults(args)
+
+    cuda = parsed("cuda")
+    assert (cuda.size, cuda.batch_sizes, cuda.schedules) == (
+        "full",
+        [8, 16],
+        ["default", "DPMSolverMultistepScheduler:half"],
+    )
+    cpu = parsed("cpu")
+    assert (cpu.size, cpu.batch_sizes, cpu.schedules, cpu.data) == ("tiny", [8], ["default:10"], None)
+    assert parsed("cuda", "--size", "tiny", "--batch-sizes", "2").batch_sizes == [2]
+    assert parsed("cuda", "--size", "tiny").size == "tiny"
+    assert [bench.schedule(name, "stable_unclip") for name in cuda.schedules] == [
+        (None, 20),
+        ("DPMSolverMultistepScheduler", 10),
+    ]
 
 
 @pytest.mark.parametrize(

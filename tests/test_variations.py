@@ -367,6 +367,35 @@ def test_changed_sources_or_numerics_are_refused(tmp_path, capsys, tiny_vd_model
     assert "--overwrite with --shard" in capsys.readouterr().err
 
 
+def test_compiling_the_denoiser_is_a_numerics_change(tmp_path, capsys, tiny_vd_model, monkeypatch):
+    """torch.compile can change the bytes: a resume that turns it on or off is refused. Folders made without it
+    record nothing about it, so they (and every folder made before it was recorded) resume as before."""
+    import variations.backends.diffusers_backend as diffusers_backend
+
+    data = make_image_folder(tmp_path / "src", classes=("cat",), per_class=1, size=16)
+    config = variation_config_dict(data, tmp_path / "out", tiny_vd_model)
+    del config["backdoor"]
+
+    def generation() -> dict:
+        return json.loads((tmp_path / "out" / "generation.json").read_text())
+
+    assert generate(tmp_path, config) == 0
+    assert "compile" not in generation()
+    # diffusion.compile acts on CUDA only: here its CUDA branch runs on the CPU, with torch.compile a no-op
+    monkeypatch.setattr(diffusers_backend, "compiles", lambda settings, device: settings.compile, raising=False)
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)
+    capsys.readouterr()
+    config["diffusion"]["compile"] = True
+    assert generate(tmp_path, config, name="on.yaml") == 2
+    assert "compile: None → True" in capsys.readouterr().err
+    assert generate(tmp_path, config, "--overwrite", name="on.yaml") == 0
+    assert generation()["compile"] is True
+    assert generate(tmp_path, config, name="on.yaml") == 0  # the same setting resumes
+    config["diffusion"]["compile"] = False
+    assert generate(tmp_path, config, name="off.yaml") == 2
+    assert "compile: True → None" in capsys.readouterr().err
+
+
 class PipelineSpy:
     """Stands between the backend and the real diffusers pipeline, recording what each call is given."""
 

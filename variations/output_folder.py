@@ -2,7 +2,8 @@
 
 Besides ``config.yaml``, the folder keeps ``generation.json``: a fingerprint of the source listing (paths
 and labels decide indices, the poisoned subset, names and seeds) and the numerics that change the bytes
-written (backend, dtype, model batch size). A resume must match both.
+written (backend, dtype, model batch size, and ``compile`` when the denoiser was compiled). A resume must match
+both.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
 
 # Keys that do not change the bytes written: how the work is run, not what it produces. (The numerics some
-# of them imply, such as the dtype and model batch size, are compared through generation.json.)
+# of them imply, such as the dtype, the model batch size and whether the denoiser was compiled — diffusion.compile
+# acts on CUDA only — are compared through generation.json.)
 RUNTIME_KEYS = {
     ("dataset", "batch_size"),
     ("dataset", "num_workers"),

@@ -1,8 +1,8 @@
 """What the backends built on a diffusers pipeline share: load once per process, the numerics that decide the
 bytes, SDPA and optional ``torch.compile`` for the denoiser, and the (image, variation) layout of a call.
 
-A backend subclass names its ``Section``, says what to load (``request``) and generates; Kandinsky, which loads
-two pipelines, extends ``load``.
+A backend subclass names its ``Section`` and the diffusers ``pipeline`` it loads (or says more in ``request``) and
+generates; Kandinsky, which loads two pipelines, extends ``load``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,16 @@ from variations.backends.diffusers_pipeline import PipelineRequest, generators, 
 log = logging.getLogger(__name__)
 
 
+def compiles(settings: DiffusersSection, device: torch.device) -> bool:
+    """Whether the denoiser is compiled: ``diffusion.compile`` takes effect on CUDA only (on the CPU the key
+    changes nothing, bytes included)."""
+    return settings.compile and device.type == "cuda"
+
+
 class DiffusersBackend:
     Section: type[DiffusersSection]
     title: str  # for the log line
+    pipeline: str  # the diffusers pipeline class loaded from settings.model, unless request() says more
     denoiser = "unet"  # the pipeline attribute run at every denoising step
 
     def __init__(self, pipe, settings: DiffusersSection, device: torch.device, model_batch_size: int):
@@ -29,10 +36,17 @@ class DiffusersBackend:
         self.model_batch_size = model_batch_size
         # what, besides the config, decides the bytes written (compared when a run resumes)
         self.numerics = {"dtype": str(pipe.dtype).removeprefix("torch."), "model_batch_size": model_batch_size}
+        if compiles(settings, device):
+            # compiled kernels fuse and reorder float operations, so the bytes can differ. Recorded only when on:
+            # folders made without it (all of them before this key existed) then still resume, and toggling it
+            # either way shows as a numerics change ("compile: None → True") and is refused.
+            self.numerics["compile"] = True
 
     @classmethod
     def request(cls, settings) -> PipelineRequest:
-        raise NotImplementedError
+        import diffusers  # here, not at import time: importing diffusers takes seconds
+
+        return PipelineRequest(getattr(diffusers, cls.pipeline), settings.model)
 
     @classmethod
     def check(cls, pipe, settings) -> None:
@@ -44,7 +58,7 @@ class DiffusersBackend:
         pipe = load(cls.request(settings), device, dtype, settings.scheduler)
         cls.check(pipe, settings)
         use_sdpa(getattr(pipe, cls.denoiser))
-        if settings.compile and device.type == "cuda":
+        if compiles(settings, device):
             setattr(pipe, cls.denoiser, torch.compile(getattr(pipe, cls.denoiser)))
         log.info(
             "%s: %s, %s, %s, %d steps",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from utils.errors import UserError, first_line
 from variations.backends import hub_files
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+MISMATCH = "weight shapes do not match the component's config.json"
+# diffusers 0.42's words for a weight whose shape differs from the model built from config.json
+DIFFUSERS_MISMATCH = re.compile(r"because (\S+) expected shape torch\.Size\((.*?)\), but got torch\.Size\((.*?)\)")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ def quiet_loading_bars() -> None:
 
 
 def looks_local(model: str) -> bool:
+    """Whether ``model`` can only be a folder: hub ids are ``name`` or ``owner/name``, never ``./x``, ``/x`` or
+    ``a/b/c``. (A one-slash name such as ``models/sd`` is both; it is tried on the hub, see ``hub_error``.)"""
     return Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
 
 
@@ -95,47 +101,108 @@ def read_model_index(request: PipelineRequest, path: Path) -> dict:
     return index
 
 
-def model_folder(request: PipelineRequest) -> Path:
-    """The local folder to load from: the given one, or a hub snapshot holding the used components only."""
+def hub_error(request: PipelineRequest, err: Exception) -> UserError:
+    model = request.model
+    parent = Path(model).parent
+    if parent != Path() and parent.is_dir():
+        # "models/sd" beside an existing "models/" folder is far more likely a mistyped local path than a hub
+        # repository; it was still tried on the hub (a valid owner/name), so say both
+        return UserError(
+            f"{request.key}: folder not found: {model} (nor could hub repository '{model}' be loaded: "
+            f"{first_line(err)})"
+        )
+    return UserError(
+        f"{request.key}: cannot load '{model}' ({first_line(err)}). Without network, download it once where "
+        "there is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and set "
+        "HF_HUB_OFFLINE=1, or point it at a local folder written by save_pretrained"
+    )
+
+
+def model_index(request: PipelineRequest) -> dict:
+    """The checked model index of the requested folder or hub repository (from the hub: that one small file).
+    Backends that load several pipelines check every index with this before any weights are read."""
     model = request.model
     if looks_local(model):
         folder = Path(model).expanduser()
         if not folder.is_dir():
             raise UserError(f"{request.key}: folder not found: {model}")
-        read_model_index(request, folder / hub_files.MODEL_INDEX)
-        return folder
+        return read_model_index(request, folder / hub_files.MODEL_INDEX)
     try:
-        index = read_model_index(request, hub_files.fetch_model_index(model))
-        return hub_files.fetch(model, request.components(index))
+        return read_model_index(request, hub_files.fetch_model_index(model))
     except (OSError, ValueError) as err:
-        raise UserError(
-            f"{request.key}: cannot load '{model}' ({first_line(err)}). Without network, download it once where "
-            "there is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and set "
-            "HF_HUB_OFFLINE=1, or point it at a local folder written by save_pretrained"
-        ) from err
+        raise hub_error(request, err) from err
 
 
-def load(request: PipelineRequest, device: torch.device, dtype: torch.dtype, scheduler: str | None = None):
-    """The requested pipeline on ``device`` in ``dtype``, with ``scheduler`` (a class name) swapped in if given."""
+def model_folder(request: PipelineRequest, index: dict) -> Path:
+    """The local folder to load from: the given one, or a hub snapshot holding the used components only."""
+    if looks_local(request.model):
+        return Path(request.model).expanduser()
+    try:
+        return hub_files.fetch(request.model, request.components(index))
+    except (OSError, ValueError) as err:
+        raise hub_error(request, err) from err
+
+
+def unreadable_weights(folder: Path, components: list[str]) -> tuple[Path, Exception] | None:
+    """The first safetensors file of ``components`` whose header safetensors refuses (a truncated or corrupt
+    download), with the error: transformers' loaders raise it without the file's name. Reads headers only."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(p for component in components for p in (folder / component).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            return path, err
+    return None
+
+
+def load_error(request: PipelineRequest, folder: Path, index: dict, err: Exception) -> UserError:
+    """What went wrong reading a checked folder's weights, in one line naming the key and the file or folder."""
+    found = unreadable_weights(folder, request.components(index))
+    if found is not None:
+        path, cause = found
+        return UserError(
+            f"{request.key}: '{path}': truncated or corrupt weights file ({first_line(cause)}); delete it, then "
+            "download or save it again"
+        )
+    reason, mismatch = first_line(err), DIFFUSERS_MISMATCH.search(str(err))
+    if mismatch:  # diffusers: the first key that does not fit
+        reason = f"{MISMATCH} ({mismatch[1]}: {mismatch[3]} in the file, {mismatch[2]} by the config)"
+    elif isinstance(err, RuntimeError) and "mismatch" in str(err):  # transformers logs the keys just above
+        reason = f"{MISMATCH} (the load report above lists them)"
+    return UserError(f"{request.key}: '{request.model}': {reason}")
+
+
+def load(
+    request: PipelineRequest,
+    device: torch.device,
+    dtype: torch.dtype,
+    scheduler: str | None = None,
+    index: dict | None = None,
+):
+    """The requested pipeline on ``device`` in ``dtype``, with ``scheduler`` (a class name) swapped in if given;
+    ``index``: its model index when the caller has checked it already."""
+    from safetensors import SafetensorError
+
     quiet_loading_bars()
-    folder = model_folder(request)
+    index = index if index is not None else model_index(request)
+    folder = model_folder(request, index)
     try:
         pipe = request.pipeline_class.from_pretrained(
             str(folder), dtype=dtype, **dict.fromkeys(request.skip), **request.options
         )
-    except (OSError, ValueError) as err:
-        raise UserError(f"{request.key}: cannot load '{request.model}' ({first_line(err)})") from err
+    # What a bad checkpoint raises: diffusers wraps its own read errors in OSError/ValueError (shape mismatches
+    # too), transformers lets safetensors' SafetensorError through and raises RuntimeError for shape mismatches.
+    # Only from_pretrained is guarded, so a RuntimeError of our own code still shows its traceback.
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise load_error(request, folder, index, err) from err
     if scheduler is not None:
         import diffusers
 
         pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)  # ours counts images, not denoising steps
     return pipe.to(device)
-
-
-def load_pipeline(pipeline_class, model: str, device: torch.device, dtype: torch.dtype, scheduler: str | None):
-    """``pipeline_class`` from a hub id or a local ``save_pretrained`` folder whose index names that class."""
-    return load(PipelineRequest(pipeline_class, model), device, dtype, scheduler)
 
 
 def use_sdpa(denoiser) -> None:

@@ -18,28 +18,25 @@ from utils.errors import UserError
 from utils.limits import MAX_IMAGE_SIZE
 from variations.backends.base import GuidedSection, SourceBatch
 from variations.backends.diffusers_backend import DiffusersBackend
-from variations.backends.diffusers_pipeline import PipelineRequest, load
+from variations.backends.diffusers_pipeline import PipelineRequest, load, model_index
 
 
 class Kandinsky22Section(GuidedSection):
     backend: Literal["kandinsky22"] = "kandinsky22"
     model: str = "kandinsky-community/kandinsky-2-2-decoder"  # the decoder
     prior_model: str = "kandinsky-community/kandinsky-2-2-prior"  # its image encoder embeds the sources
-    height: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # pixels; the model's native 768 (multiples of 64)
-    width: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # pixels; the model's native 768 (multiples of 64)
+    # Pixels, multiples of 64. 768, not diffusers' KandinskyV22Pipeline default of 512: the 2.2 decoder's model
+    # card's examples render at 768×768, the size its authors show the model at.
+    height: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)
+    width: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)
     inference_steps: int = Field(100, gt=0)  # decoder denoising steps (the pipeline's default)
     guidance_scale: float = Field(4.0, ge=0.0)  # against a zero image's embedding (the pipeline's default)
 
 
 class Kandinsky22Backend(DiffusersBackend):
     Section = Kandinsky22Section
+    pipeline = "KandinskyV22Pipeline"
     title = "Kandinsky 2.2 image variations"
-
-    @classmethod
-    def request(cls, settings: Kandinsky22Section) -> PipelineRequest:
-        from diffusers import KandinskyV22Pipeline
-
-        return PipelineRequest(KandinskyV22Pipeline, settings.model)
 
     @classmethod
     def check(cls, pipe, settings: Kandinsky22Section) -> None:
@@ -64,8 +61,12 @@ class Kandinsky22Backend(DiffusersBackend):
 
     @classmethod
     def load(cls, settings: Kandinsky22Section, device: torch.device, batch_size: int):
+        # Both model indexes are checked before any weights are read: a wrong prior_model is refused in
+        # seconds, not after the decoder's gigabytes have loaded. (The decoder's is checked by super().load.)
+        prior_request = cls.prior_request(settings)
+        prior_index = model_index(prior_request)
         backend = super().load(settings, device, batch_size)
-        backend.prior = load(cls.prior_request(settings), device, backend.pipe.dtype)
+        backend.prior = load(prior_request, device, backend.pipe.dtype, index=prior_index)
         with torch.no_grad():
             backend.zero_embedding = backend.prior.get_zero_embed(device=device)
         return backend

@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
@@ -24,7 +25,8 @@ from variations.backends.diffusers_pipeline import PipelineRequest, without_safe
 class SDImageVariationsSection(GuidedSection):
     backend: Literal["sd_image_variations"] = "sd_image_variations"
     model: str = "lambdalabs/sd-image-variations-diffusers"
-    guidance_scale: float = 3.0  # against a zero image embedding (the model card's value); ≤ 1: off
+    # against a zero image embedding (the model card's value); ≤ 1: off. Field keeps GuidedSection's bound.
+    guidance_scale: float = Field(3.0, ge=0.0)
 
 
 class SDImageVariationsBackend(DiffusersBackend):

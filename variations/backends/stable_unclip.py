@@ -16,7 +16,6 @@ from pydantic import Field
 from utils.limits import MAX_IMAGE_SIZE
 from variations.backends.base import GuidedSection, SourceBatch
 from variations.backends.diffusers_backend import DiffusersBackend
-from variations.backends.diffusers_pipeline import PipelineRequest
 
 
 class StableUnCLIPSection(GuidedSection):
@@ -31,16 +30,14 @@ class StableUnCLIPSection(GuidedSection):
 
 class StableUnCLIPBackend(DiffusersBackend):
     Section = StableUnCLIPSection
+    pipeline = "StableUnCLIPImg2ImgPipeline"
     title = "Stable unCLIP image variations"
-
-    @classmethod
-    def request(cls, settings: StableUnCLIPSection) -> PipelineRequest:
-        from diffusers import StableUnCLIPImg2ImgPipeline
-
-        return PipelineRequest(StableUnCLIPImg2ImgPipeline, settings.model)
 
     def generate(self, batch: SourceBatch) -> torch.Tensor:
         # One row per (image, variation), image by image: each row's generator also draws its embedding noise.
+        # Each image is thus CLIP-encoded once per variation. Encoding it once and passing image_embeds= would save
+        # that work, but the encoder's batch shape changes its float rounding, and so the bytes of some variations
+        # (measured on the tiny pipelines): existing folders would no longer resume to the same bytes.
         images = self.per_variation([Image.fromarray(image) for image in batch.images])
         out = self.pipe(
             image=images,

@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 from PIL import Image
+from pydantic import Field
 
 from variations.backends.base import GuidedSection, SourceBatch
 from variations.backends.diffusers_backend import DiffusersBackend
@@ -22,7 +23,8 @@ from variations.backends.diffusers_pipeline import PipelineRequest
 class VersatileDiffusionSection(GuidedSection):
     backend: Literal["versatile_diffusion"] = "versatile_diffusion"
     model: str = "shi-labs/versatile-diffusion"
-    guidance_scale: float = 7.5  # against the embedding of a blank image; ≤ 1: off
+    # against the embedding of a blank image; ≤ 1: off. Field keeps GuidedSection's bound.
+    guidance_scale: float = Field(7.5, ge=0.0)
 
 
 def pipeline_class():
