@@ -6,8 +6,9 @@
     torchrun --nproc_per_node 4 run_pipeline.py -c experiment.yaml
 
 Overrides (key=value, --key=value or --set key=value) reach every step whose config has the key; a step
-name in front aims at one step (teacher.training.num_epochs=5). The teacher's seed and backdoor block
-are passed on to configs that leave them out; configs that disagree stop the run before it starts.
+name in front aims at one step (teacher.training.num_epochs=5). Words naming this script's options are those
+options, as sweeps pass them: teacher=T.yaml, output=DIR, clean_student=true. The teacher's seed and backdoor
+block are passed on to configs that leave them out; configs that disagree stop the run before it starts.
 A stopped run (SIGTERM, Ctrl-C) goes on from its last complete epoch when the same command is run again.
 """
 
@@ -27,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", type=Path, help="experiment file naming the three configs")
     for step in STEPS:
         p.add_argument(f"--{step}", type=Path, help=f"{step} config (instead of the experiment file's)")
-    p.add_argument("--out", type=Path, help="experiment folder: each setting goes to OUT/<setting>/")
+    # --output too: the experiment file's key, which a sweep's parameter is likely to be named after
+    p.add_argument("--out", "--output", type=Path, help="experiment folder: each setting goes to OUT/<setting>/")
     p.add_argument("--clean-student", action="store_true", help="also distil a student on the clean images")
     p.add_argument("--dry-run", action="store_true", help="check the configs, list the steps that would run, stop")
     add_override_option(p)

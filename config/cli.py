@@ -15,6 +15,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from config.loading import load_checked_config, load_resumed_config
 from config.overrides import overrides_from_arguments
+from config.yaml_files import parse_yaml
+from training.pipeline import run_training
 from training.resumption import RESUMABLE_KEYS, check_resumable
 from utils import distributed
 from utils.errors import RunInterrupted, TrainingError, UserError, describe_os_error, is_environment_error
@@ -121,11 +123,48 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0  # also before (or after) the process group exists
 
 
+def as_option(parser: argparse.ArgumentParser, word: str) -> list[str] | None:
+    """A ``name=value`` or ``--name=value`` word naming one of the script's own options (``_`` standing for
+    ``-``) as the words argparse expects; None when it names none (it is then a config override).
+
+    Sweep tools pass every parameter the same way, so a grid over ``teacher`` or ``clean_student`` arrives as
+    ``teacher=T.yaml`` (W&B's ``${args_no_hyphens}``) or ``--clean_student=True`` (``${args}``)."""
+    name, sep, value = word.removeprefix("--").partition("=")
+    options = parser._option_string_actions  # argparse has no public map from option strings to actions
+    option = next((o for o in (f"--{name}", f"--{name.replace('_', '-')}") if sep and o in options), None)
+    if option is None:
+        return None
+    if options[option].nargs != 0:
+        return [f"{option}={value}"]
+    switch = parse_yaml(value, repr(word)) if value.strip() else None
+    if not isinstance(switch, bool):
+        raise UserError(f"{word!r}: {option} is a switch: give {name}=true or {name}=false, not {value!r}")
+    return [option] if switch else []
+
+
+def _is_switch_with_value(parser: argparse.ArgumentParser, word: str) -> bool:
+    option, sep, _ = word.partition("=")
+    action = parser._option_string_actions.get(option) if sep and option.startswith("--") else None
+    return action is not None and action.nargs == 0
+
+
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """The script's flags, with ``key=value`` and ``--key=value`` words (as sweep tools pass them) put before
-    the ``--set`` overrides in ``args.overrides``; any other stray word stops with exit code 2."""
-    args, rest = parser.parse_known_args(argv)
+    the ``--set`` overrides in ``args.overrides``; any other stray word stops with exit code 2. Such a word
+    that names one of the script's options (``teacher=T.yaml``, ``--clean_student=true``) is that option."""
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
+        # argparse refuses a value given to a switch (--dry-run=true); sweep tools give one to every parameter
+        words = [
+            part
+            for word in words
+            for part in (as_option(parser, word) if _is_switch_with_value(parser, word) else [word])
+        ]
+        args, rest = parser.parse_known_args(words)
+        # only the words argparse left over are candidates: a value after --set or -c stays what it is
+        options = {word: found for word in rest if (found := as_option(parser, word)) is not None}
+        if options:
+            args, rest = parser.parse_known_args([part for word in words for part in options.get(word, [word])])
         args.overrides = [*overrides_from_arguments(rest), *args.overrides]
     except UserError as err:
         parser.error(str(err))
@@ -136,6 +175,12 @@ def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: li
     """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes."""
     args = parse_arguments(parser, argv)
     return run_guarded(lambda: main(load_script_config(schema, parser, args), args))
+
+
+def run_training_script(schema, role, description: str, argv: list[str] | None = None) -> int:
+    """``train_teacher.py`` and ``train_student.py``: one config, one role (its objective and its report)."""
+    parser = config_parser(description, resumable=True)
+    return run_script(schema, lambda cfg, args: run_training(cfg, role, resume=args.resume), parser, argv)
 
 
 def run_guarded(work: Callable[[], object], how_to_resume: Callable[[Path], str] = resume_command) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from experiments.run_discovery import FoundRun
 from training.run_directory import SUMMARY_NAME
+from utils.errors import UserError
 
 METRICS = ("clean_accuracy", "attack_success_rate", "robust_accuracy", "der")
 DEFAULT_GROUP_BY = (
@@ -75,11 +76,35 @@ def group_of(run: FoundRun, group_by: tuple[str, ...]) -> tuple:
     return tuple(run_value(run, key) for key in group_by)
 
 
+def _has_path(config: dict, key: str) -> bool:
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def check_group_by(runs: list[FoundRun], group_by: tuple[str, ...]) -> None:
+    """Every key is a setting key or a config path of some run: a misspelt key would make one group of all."""
+    setting = list(dict.fromkeys([*DEFAULT_GROUP_BY, "seed", *(key for run in runs for key in run.keys)]))
+    for key in group_by:
+        if key not in setting and not any(_has_path(run.config, key) for run in runs):
+            raise UserError(
+                f"--group-by {key}: no such key; setting keys: {', '.join(setting)}, or a dotted config key "
+                "of the runs (e.g. training.num_epochs)"
+            )
+
+
 def mark_superseded(runs: list[FoundRun], group_by: tuple[str, ...]) -> None:
-    """Of complete runs sharing a setting and seed, keep the newest (by ``summary.json``); note the others."""
+    """Of complete runs sharing a setting and seed, keep the newest (by ``summary.json``); note the others.
+
+    The setting is the default group keys as well as ``group_by``: grouping more coarsely (``attack,role``)
+    averages settings together, but runs of two rates or backends are still two settings, not a re-run."""
+    keys = tuple(dict.fromkeys([*DEFAULT_GROUP_BY, *group_by, "seed"]))
     newest: dict[tuple, FoundRun] = {}
     for run in sorted((r for r in runs if r.complete), key=lambda r: (r.run_dir / SUMMARY_NAME).stat().st_mtime):
-        slot = (*group_of(run, group_by), run.keys.get("seed"))
+        slot = group_of(run, keys)
         if slot in newest:
             newest[slot].note = f"superseded by {run.run_dir} (same setting and seed)"
         newest[slot] = run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from experiments.aggregate import Group, aggregate, mark_superseded
+from experiments.aggregate import Group, aggregate, check_group_by, mark_superseded
 from experiments.result_plots import write_plots
 from experiments.result_tables import write_tables
 from experiments.run_discovery import FoundRun, find_runs
@@ -23,6 +23,7 @@ def collect_results(paths: list[Path], out: Path, group_by: tuple[str, ...]) -> 
     if not runs:
         where = ", ".join(map(str, paths))
         raise UserError(f"no teacher or student run directories (config.yaml with a training section) under {where}")
+    check_group_by(runs, group_by)
     mark_superseded(runs, group_by)
     groups = aggregate(runs, group_by)
     text = write_tables(groups, runs, group_by, out)

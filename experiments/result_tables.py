@@ -98,10 +98,13 @@ def runs_csv(runs: list[FoundRun], group_by: tuple[str, ...]) -> str:
     return _csv(header, rows)
 
 
+# one character at a time: replacing in turn would escape the braces of \textbackslash{} again
+TEX_SPECIAL = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+TEX_SPECIAL |= {char: "\\" + char for char in "&%$#_{}"}
+
+
 def _tex_escape(text: str) -> str:
-    for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
-        text = text.replace(char, "\\" + char if char != "\\" else r"\textbackslash{}")
-    return text
+    return "".join(TEX_SPECIAL.get(char, char) for char in text)
 
 
 def latex(groups: list[Group], group_by: tuple[str, ...]) -> str:

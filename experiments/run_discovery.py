@@ -30,6 +30,7 @@ RUNTIME_KEYS = {
     ("training", "compile"),
     ("training", "channels_last"),
     ("training", "eval_every"),
+    ("training", "keep_checkpoints"),  # how many per-epoch states stay for --resume
 }
 SKIPPED_FOLDERS = {"wandb", "__pycache__"}  # never hold run directories; can be large
 

@@ -19,7 +19,7 @@ from config.overrides import has_key_path, set_value
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from config.yaml_files import read_layered_yaml
 from datasets.image_folder import list_class_folders
-from datasets.setting_keys import setting_keys
+from datasets.setting_keys import attack_name, setting_keys
 from experiments.experiment_file import STEPS, ExperimentSpec
 from utils.errors import UserError
 
@@ -126,9 +126,12 @@ def _check_settings(teacher, variations, student, sources: dict) -> None:
         check_agreement("seed", ("teacher", teacher.seed), (step, cfg.seed), sources)
         size = (step, cfg.dataset.image_size)
         check_agreement("dataset.image_size", ("teacher", teacher.dataset.image_size), size, sources)
-    check_agreement("backdoor", ("teacher", backdoor), ("variations", variations.to_dict().get("backdoor")), sources)
     test_block = {**backdoor, **TEST_ONLY} if backdoor else None
-    check_agreement("backdoor", ("teacher", test_block), ("student", student.to_dict().get("backdoor")), sources)
+    for step, cfg, wanted in (("variations", variations, backdoor), ("student", student, test_block)):
+        given = cfg.to_dict().get("backdoor")
+        # the attack first: two attacks differ in every parameter, and the first of those says little
+        check_agreement("attack", ("teacher", attack_name(backdoor)), (step, attack_name(given)), sources)
+        check_agreement("backdoor", ("teacher", wanted), (step, given), sources)
 
 
 def _check_classes(teacher, student, sources: dict) -> None:
@@ -143,6 +146,9 @@ def _check_classes(teacher, student, sources: dict) -> None:
     if student.model.num_classes is not None:
         wanted = ("student", student.model.num_classes)
         check_agreement("model.num_classes", ("teacher", teacher.model.num_classes), wanted, sources)
+    # What check_training_data fills in from the variations once they exist (they have the teacher's class
+    # folders); filled now so that a dry run compares the config a finished student was saved with.
+    student.model.num_classes = teacher.model.num_classes
 
 
 def resolve_configs(spec: ExperimentSpec) -> SettingConfigs:

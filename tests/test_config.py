@@ -5,13 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import train_teacher
-from config.cli import config_parser
-from config.cli import run_script as run_cli
+from config.cli import run_training_script
 from config.loading import load_checked_config, load_config
 from config.overrides import apply_override
 from config.schema import TeacherConfig, VariationConfig
 from tests.conftest import REPO, run_script, teacher_config_dict, write_config
+from training.roles import TeacherRole
 from utils.errors import UserError
 from variations.backends import BACKENDS
 
@@ -19,7 +18,7 @@ from variations.backends import BACKENDS
 def cli(tmp_path, capsys, config: dict, *overrides: str) -> tuple[int, str]:
     path = write_config(tmp_path / "config.yaml", config)
     argv = ["-c", str(path)] + (["--set", *overrides] if overrides else [])
-    code = run_cli(TeacherConfig, train_teacher.main, config_parser("test"), argv)
+    code = run_training_script(TeacherConfig, TeacherRole(), "teacher", argv)
     return code, capsys.readouterr().err
 
 
@@ -168,10 +167,10 @@ def test_mismatched_class_folders(tmp_path, capsys, image_data):
 
 def test_missing_and_malformed_files(tmp_path, capsys):
     argv = ["-c", str(tmp_path / "missing.yaml")]
-    assert run_cli(TeacherConfig, train_teacher.main, config_parser("t"), argv) == 2
+    assert run_training_script(TeacherConfig, TeacherRole(), "teacher", argv) == 2
     assert "cannot read config file" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
-    assert run_cli(TeacherConfig, train_teacher.main, config_parser("t"), ["-c", str(tmp_path / "bad.yaml")]) == 2
+    assert run_training_script(TeacherConfig, TeacherRole(), "teacher", ["-c", str(tmp_path / "bad.yaml")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
 
 
@@ -246,6 +245,30 @@ def test_blended_trigger_file_must_be_an_image(tmp_path, capsys, image_data):
     config["backdoor"] = {"target_idx": 0, "BlendedBackdoor": {"trigger_type": str(tmp_path / "notes.png")}}
     code, err = cli(tmp_path, capsys, config)
     assert code == 2 and "backdoor.BlendedBackdoor.trigger_type: cannot read trigger image" in err
+
+
+def test_trigger_files_are_checked_on_disk_after_validation(tmp_path, image_data):
+    """The schema needs no trigger image; the data checks of every config kind name the key of a missing one."""
+    from config.data_checks import check_data
+
+    logo = str(tmp_path / "logo.png")
+    config = teacher_config_dict(image_data, tmp_path / "runs")
+    config["backdoor"]["PatchBackdoor"]["trigger_type"] = logo
+    teacher = TeacherConfig.model_validate(config)  # no file yet
+    with pytest.raises(UserError, match=r"^backdoor\.PatchBackdoor\.trigger_type: must be one of .*logo\.png' is not"):
+        check_data(teacher)
+    variations = VariationConfig.model_validate(
+        {
+            "dataset": {"root": str(image_data["train"]), "image_size": 16},
+            "output_folder": str(tmp_path / "out"),
+            "backdoor": {"BlendedBackdoor": {"trigger_type": logo}},
+        }
+    )
+    with pytest.raises(UserError, match=r"^backdoor\.BlendedBackdoor\.trigger_type: must be 'random' or the path"):
+        check_data(variations)
+    config["backdoor"]["PatchBackdoor"]["trigger_type"] = " "  # what the string alone shows stays in the schema
+    with pytest.raises(ValueError, match=r"trigger_type\n.*must be one of checkerboard"):
+        TeacherConfig.model_validate(config)
 
 
 def test_atomic_files_are_readable_by_others(tmp_path):

@@ -20,8 +20,11 @@ import collect_results
 import run_pipeline
 from config.cli import config_parser, parse_arguments
 from config.overrides import overrides_from_arguments
+from experiments.aggregate import METRICS, Group, mark_superseded
 from experiments.experiment_file import CommandLine, experiment_spec
 from experiments.grid import grid_points
+from experiments.result_tables import latex
+from experiments.run_discovery import FoundRun
 from experiments.step_configs import resolve_configs
 from tests import wandb_records
 from tests.conftest import REPO, make_image_folder, teacher_config_dict, write_config
@@ -391,3 +394,112 @@ def test_readme_pipeline_and_collect_commands_run(grid, tmp_path, capsys, monkey
         out = tmp_path / words[words.index("--out") + 1]
         assert collect_results.main([str(grid["out"]), *words[1:], "--out", str(out)]) == 0, words
         assert (out / "results.md").is_file() and (out / "teacher_vs_student.png").is_file()
+
+
+def blended_teacher(experiment: Path) -> Path:
+    """The experiment's teacher under the Blended attack (what the shipped grids' ``teacher`` parameter swaps in)."""
+    teacher = yaml.safe_load((experiment.parent / "teacher.yaml").read_text())
+    teacher["backdoor"] = {**teacher["backdoor"], "PatchBackdoor": None, "BlendedBackdoor": {"blend_ratio": 0.2}}
+    return write_config(experiment.parent / "teacher_blended.yaml", teacher)
+
+
+@pytest.mark.parametrize("hyphens", [False, True], ids=["args_no_hyphens", "args"])
+def test_a_grid_point_names_the_scripts_options_in_either_sweep_form(small_experiment, tmp_path, capsys, hyphens):
+    """W&B passes every parameter the same way: teacher=..., output=..., clean_student=true are run_pipeline.py's
+    options (``_`` for ``-``), the other words config overrides."""
+    out = tmp_path / "sweep_out"
+    parameters = {
+        "teacher": {"values": [str(small_experiment.parent / "teacher.yaml"), str(blended_teacher(small_experiment))]},
+        "seed": {"values": [0, 3]},
+        "output": {"value": str(out)},
+        "clean_student": {"value": True},
+    }
+    point = grid_points(write_config(tmp_path / "sweep.yaml", {"method": "grid", "parameters": parameters}))[3]
+    words = point if hyphens else [word.removeprefix("--") for word in point]
+    args = parse_arguments(run_pipeline.parser(), ["-c", str(small_experiment), *words])
+    assert (args.teacher.name, args.out, args.clean_student, args.overrides) == (
+        "teacher_blended.yaml",
+        out,
+        True,
+        ["seed=3"],
+    )
+    capsys.readouterr()
+    assert run_pipeline.main(["-c", str(small_experiment), *words, "--dry-run"]) == 0
+    plan = capsys.readouterr().err
+    assert f"setting {out / 'imagefolder-BlendedBackdoor-rate0.5-all_to_one-seed3'}: the configs agree" in plan
+    assert "clean_student: would run" in plan and not out.exists()
+    assert not parse_arguments(run_pipeline.parser(), ["clean_student=false"]).clean_student
+    with pytest.raises(SystemExit) as stopped:
+        parse_arguments(run_pipeline.parser(), ["clean_student=maybe"])
+    assert stopped.value.code == 2
+    assert "clean_student" in capsys.readouterr().err
+
+
+def dry_run_plan(grid, capsys, *words) -> str:
+    capsys.readouterr()
+    assert run_pipeline.main(["-c", str(grid["experiment"]), "--clean-student", "seed=0", *words, "--dry-run"]) == 0
+    return capsys.readouterr().err
+
+
+def assert_every_step_complete(plan: str) -> None:
+    for step in ("teacher", "variations", "student", "clean_student"):
+        assert f"  {step}: complete, skipped" in plan, plan
+
+
+def test_dry_run_after_a_complete_run_says_every_step_is_complete(grid, capsys):
+    """The student's model.num_classes is filled in before the comparison, as the run itself fills it in."""
+    assert_every_step_complete(dry_run_plan(grid, capsys))
+
+
+@pytest.mark.parametrize("override", ["training.keep_checkpoints=3", "training.dataloader_num_workers=1"])
+def test_keys_that_only_say_how_to_run_do_not_make_a_finished_run_retrain(grid, capsys, override):
+    assert_every_step_complete(dry_run_plan(grid, capsys, override))
+
+
+def test_configs_with_different_attacks_name_both_attacks(small_experiment, capsys):
+    blended = "variations.backdoor={target_idx: 0, poisoning_rate: 0.5, BlendedBackdoor: {blend_ratio: 0.2}}"
+    assert run_pipeline.main(["-c", str(small_experiment), blended]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(
+        r"disagree on attack: teacher \(.*\) has 'PatchBackdoor', variations \(.*\) has 'BlendedBackdoor'", line
+    ), line
+
+
+def found_run(root: Path, name: str, mtime: int, **keys) -> FoundRun:
+    run_dir = root / name
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text("{}")
+    os.utime(run_dir / "summary.json", (mtime, mtime))
+    setting = {"dataset_name": "shapes", "architecture": "resnet18", "attack": "PatchBackdoor", "poisoning_rate": 0.1}
+    setting |= {"target_type": "all_to_one", "variation_backend": None, "seed": 0, "role": "teacher"}
+    return FoundRun(run_dir, {}, {}, setting | keys)
+
+
+def test_only_runs_of_the_same_full_setting_and_seed_supersede_each_other(tmp_path):
+    """--group-by attack,role puts both rates in one group, but two rates are two settings, not a re-run."""
+    runs = [
+        found_run(tmp_path, "rate01", 1, poisoning_rate=0.1),
+        found_run(tmp_path, "rate02", 2, poisoning_rate=0.2),
+        found_run(tmp_path, "rate01_again", 3, poisoning_rate=0.1),
+    ]
+    mark_superseded(runs, ("attack", "role"))
+    assert [run.complete for run in runs] == [False, True, True]
+    assert runs[0].note == f"superseded by {runs[2].run_dir} (same setting and seed)"
+
+
+def test_a_misspelt_group_by_key_lists_the_valid_keys(grid, tmp_path, capsys):
+    assert collect_results.main([str(grid["out"]), "--out", str(tmp_path / "t"), "--group-by", "atack,role"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "atack" in line and "poisoning_rate" in line and "training." in line, line
+    assert not (tmp_path / "t").exists()
+    assert (
+        collect_results.main([str(grid["out"]), "--out", str(tmp_path / "t"), "--group-by", "training.num_epochs,role"])
+        == 0
+    )
+
+
+def test_latex_escapes_every_special_character_once():
+    empty = {metric: None for metric in METRICS}
+    groups = [Group({"attack": name, "role": "teacher"}, [], empty) for name in ("plain", r"a\b_c%d&e#f$g{h}i~j^k")]
+    tex = latex(groups, ("attack", "role"))
+    assert r"a\textbackslash{}b\_c\%d\&e\#f\$g\{h\}i\textasciitilde{}j\textasciicircum{}k & teacher" in tex

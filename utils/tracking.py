@@ -48,8 +48,12 @@ class WandbSection(Section):
             unknown = sorted(set(value) - allowed)
             if unknown:
                 raise ValueError(f"unknown wandb.init argument(s) {', '.join(unknown)}; see wandb.init's docs")
-            timeout = (value.get("settings") or {}).get("init_timeout", DEFAULT_INIT_TIMEOUT)
-            if not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+            settings = value.get("settings") or {}
+            if not isinstance(settings, dict):  # start_wandb merges it into its own settings
+                raise ValueError(f"settings must be a mapping of wandb.Settings fields, not {settings!r}")
+            timeout = settings.get("init_timeout", DEFAULT_INIT_TIMEOUT)
+            # bool is an int subclass, but `init_timeout: true` is a mistake, not one second
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
                 raise ValueError(f"settings.init_timeout must be a positive number of seconds, not {timeout!r}")
         return value
 
