@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -29,6 +30,16 @@ def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int
             pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_into_closed_captures():
+    """Scripts run in-process point the root logger at the sys.stderr of the moment, a test's capture that
+    closes with the test; later log lines would hit the closed stream."""
+    yield
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
 
 
 @pytest.fixture

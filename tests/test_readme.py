@@ -1,7 +1,10 @@
 """The README's commands run as written (with data and size overrides appended), and it documents every key."""
 
+import contextlib
+import io
 import json
 import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -122,24 +125,58 @@ def script_of(command: str) -> str | None:
     return next((s for s in SCRIPTS if s in command.split()), None)
 
 
-def test_script_commands_run(setting):
-    commands = [c for c in bash_commands() if script_of(c)]
-    assert len(commands) == 12  # 3 teacher, 3 variation, 3 student, 3 torchrun commands
-    commands.sort(key=lambda c: script_of(c) == "train_student.py")  # students need a teacher run first
-    teacher = None
-    for command in commands:
-        script = script_of(command)
-        argv = [*to_argv(command), "--set", *overrides(script, setting, teacher)]
+SCRIPT_COMMANDS = [c for c in bash_commands() if script_of(c)]
+
+
+def run_documented(command: str, setting, teacher: Path | None) -> tuple[int, str]:
+    """Exit code and stderr of ``command`` with the tiny overrides. ``python SCRIPT`` runs the script in this
+    process, as ``__main__`` with its argv and the scripts' environment (the same code path, without paying the
+    interpreter start-up and imports each time); ``torchrun`` commands start their processes for real."""
+    script = script_of(command)
+    argv = [*to_argv(command), "--set", *overrides(script, setting, teacher)]
+    if argv[1] == "-m":  # torchrun, as python -m torch.distributed.run
         result = subprocess.run(
             argv, cwd=REPO, env=script_env(setting["tmp"]), capture_output=True, text=True, timeout=600
         )
-        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
-        if script == "train_teacher.py" and teacher is None:
-            (teacher,) = (setting["tmp"] / "runs_0").iterdir()
+        return result.returncode, result.stderr
+    errors = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(errors):
+        patch.chdir(REPO)
+        patch.setattr(sys, "argv", argv[1:])
+        for name, value in script_env(setting["tmp"]).items():
+            patch.setenv(name, value)
+        try:
+            runpy.run_path(str(REPO / argv[1]), run_name="__main__")
+            code = 0
+        except SystemExit as done:
+            code = done.code
+    return code, errors.getvalue()
+
+
+@pytest.fixture(scope="module")
+def readme_teacher(setting) -> Path:
+    """The run directory of the first documented teacher command: what the student commands distil."""
+    command = next(c for c in SCRIPT_COMMANDS if script_of(c) == "train_teacher.py" and c.startswith("python"))
+    code, errors = run_documented(command, setting, None)
+    assert code == 0, f"{command}\n{errors[-3000:]}"
+    (teacher,) = (setting["tmp"] / "runs_0").iterdir()
+    return teacher
+
+
+def test_every_script_is_documented_with_its_commands():
+    assert len(SCRIPT_COMMANDS) == 12  # 3 teacher, 3 variation, 3 student, 3 torchrun commands
+    assert {script_of(c) for c in SCRIPT_COMMANDS} == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("command", SCRIPT_COMMANDS, ids=[f"{i}-{script_of(c)}" for i, c in enumerate(SCRIPT_COMMANDS)])
+def test_script_command_runs(command, setting, readme_teacher):
+    teacher = readme_teacher if script_of(command) == "train_student.py" else None
+    code, errors = run_documented(command, setting, teacher)
+    assert code == 0, f"{command}\n{errors[-3000:]}"
 
 
 BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningful run ({tmp}: a fresh folder)
-    "benchmarks.teacher_throughput": ["--images", "32", "--batch-size", "16"],
+    "benchmarks.teacher_throughput": ["--images", "32", "--batch-size", "16", "--architecture", "test_resnet"],
     # every backend runs in tests/test_backends.py; here one of each loading path (one pipeline, two)
     "benchmarks.variation_throughput": [
         "--backends",
@@ -154,7 +191,7 @@ BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningf
         "--num-workers",
         "0",
     ],
-    "benchmarks.ddp_throughput": ["--images-per-class", "4", "--batch-size", "8"],
+    "benchmarks.ddp_throughput": ["--images-per-class", "4", "--batch-size", "8", "--architecture", "test_resnet"],
     "benchmarks.checkpoint_cost": ["--images", "32", "--batch-size", "16", "--saves", "1", "--epochs", "2"],
     "benchmarks.attack_evidence": [
         *("--out", "{tmp}/evidence", "--train-per-class", "4", "--test-per-class", "2"),
@@ -234,7 +271,7 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
     out = tmp_path / "demo_results"
     results = (out / "results.md").read_text()
     assert "student on classical variations" in results and "student on clean training images" in results
-    assert "student on diffusion variations (demo DDPM, SDEdit strength 0.4)" in results
+    assert "student on diffusion variations (demo DDPM, SDEdit strength 0.25)" in results
     assert "CLASSICAL BASELINE" in result.stdout
     models = json.loads((out / "results.json").read_text())["models"]
     assert list(models) == ["teacher", "student_classical", "student_diffusion", "student_clean"]
