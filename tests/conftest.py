@@ -109,7 +109,9 @@ def teacher_config_dict(image_data, save_path: Path, **sections) -> dict:
 
 
 def script_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    # not W&B's service address (WANDB_SERVICE, which wandb.init puts in this process's environment): a script
+    # starts its own service, and patching this environment in cannot revive a service that was torn down
+    env = {name: value for name, value in os.environ.items() if name != "WANDB_SERVICE"}
     env.update(
         WANDB_MODE="offline",
         WANDB_SILENT="true",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, script_env
 from utils.tracking import start_wandb
 
 
@@ -56,4 +56,29 @@ def test_unreachable_server_falls_back_to_offline_within_the_timeout(
     finally:
         if run is not None:
             run.finish()
+        wandb.teardown()
+
+
+def test_scripts_environment_does_not_resurrect_a_finished_wandb_service(tmp_path, monkeypatch):
+    """W&B keeps its service's address in this process's environment (WANDB_SERVICE). A test that patches the
+    scripts' environment in and tears W&B down must not bring back the address of the service it stopped: the
+    next run in this process would try to reach a dead socket (seen in CI as WandbServiceConnectionError)."""
+    import wandb
+
+    for name in ("MODE", "SILENT", "CACHE_DIR", "CONFIG_DIR", "DATA_DIR"):
+        monkeypatch.setenv(f"WANDB_{name}", script_env(tmp_path)[f"WANDB_{name}"])
+    first = start_wandb(True, {"project": "tests"}, {"seed": 1}, tmp_path / "first", "teacher")
+    assert first is not None
+    first.finish()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in script_env(tmp_path).items():  # what the README and resume tests do
+            patch.setenv(name, value)
+        wandb.teardown()
+    second = start_wandb(True, {"project": "tests"}, {"seed": 2}, tmp_path / "second", "teacher")
+    try:
+        assert second is not None and second.offline
+        second.log({"loss": 1.0}, step=1)
+    finally:
+        if second is not None:
+            second.finish()
         wandb.teardown()
