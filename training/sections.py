@@ -18,7 +18,7 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 def valid_device(value: str) -> str:
     if not DEVICE_PATTERN.match(value):
-        raise ValueError(f"'{value}' is not a device; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"'{value}' is not a device; use auto, cpu, cuda, cuda:N or mps")
     return value
 
 
