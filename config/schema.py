@@ -84,7 +84,7 @@ class VariationConfig(Section):
     dataset: VariationDatasetSection
     backdoor: BackdoorSection | None = None  # None or poisoning_rate 0: the folder is used as it is
     diffusion: DiffusionSection = Field(default_factory=diffusion_section)  # the backend and its keys
-    device: Device = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: cuda:LOCAL_RANK)
+    device: Device = "auto"  # auto, cpu, cuda, cuda:N, mps (under torchrun: cuda:LOCAL_RANK)
     save_source_copies: bool = False  # also write the (poisoned) inputs to <output_folder>_sources/
     wandb: WandbSection = Field(default_factory=WandbSection)
     rtpt: dict[str, Any] | None = None  # accepted for reference configs, ignored (with a warning)

@@ -71,7 +71,8 @@ def test_scripts_environment_does_not_resurrect_a_finished_wandb_service(tmp_pat
     assert first is not None
     first.finish()
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in script_env(tmp_path).items():  # what the README and resume tests do
+        # built now, while W&B's service runs: what the README and resume tests do
+        for name, value in script_env(tmp_path).items():
             patch.setenv(name, value)
         wandb.teardown()
     second = start_wandb(True, {"project": "tests"}, {"seed": 2}, tmp_path / "second", "teacher")

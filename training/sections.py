@@ -22,7 +22,7 @@ def valid_device(value: str) -> str:
     return value
 
 
-Device = Annotated[str, AfterValidator(valid_device)]  # auto (CUDA if available), cpu, cuda, cuda:N
+Device = Annotated[str, AfterValidator(valid_device)]  # auto (CUDA if available), cpu, cuda, cuda:N, mps
 
 
 class TrainingSection(Section):
@@ -31,7 +31,7 @@ class TrainingSection(Section):
     dataloader_num_workers: int = Field(8, ge=0)  # decoding processes per training process
     save_path: Path = Path("results")  # run directories are created inside
     eval_every: int = Field(0, ge=0)  # epochs between test-set evaluations for curves; 0: only at the end
-    device: Device = "auto"  # auto (CUDA if available), cpu, cuda, cuda:N
+    device: Device = "auto"  # auto (CUDA if available), cpu, cuda, cuda:N, mps
     mixed_precision: Literal["bf16", "fp16", "none"] = "bf16"  # autocast dtype on CUDA; CPU runs in fp32
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions with tensor cores)
     compile: bool = False  # torch.compile the model (CUDA; slower start, faster epochs)
