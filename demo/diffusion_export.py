@@ -25,20 +25,29 @@ class ExportInfo:
     threads: int  # torch's intra-op threads
     device: str
     final_loss: float  # mean training loss of the last 100 steps
-    held_out_loss: float  # the objective on fixed clean shapes training never saw
+    held_out_loss: float | None  # the objective on fixed clean images training never saw (None: none exist)
+    data: str  # what the model learnt from, in words (the training source's description)
+    model_path: str  # where the pipeline is written, as a config's ``diffusion.model`` would name it
 
 
 def model_card(info: ExportInfo) -> str:
     settings = "\n".join(f"| `{key}` | `{value}` |" for key, value in info.settings.items())
     cpu = f"torch threads: {info.threads}, {info.cpu_minutes:.1f} min of CPU time"
-    images = f"{info.steps} steps of {info.settings['batch_size']} freshly drawn images"
-    return f"""# Demo DDPM: clean generated shapes, {info.settings["size"]}×{info.settings["size"]}
+    images = f"{info.steps} steps of {info.settings['batch_size']} images"
+    held_out = "no held-out images" if info.held_out_loss is None else f"{info.held_out_loss:.4f} on held-out images"
+    size = info.settings["size"]
+    levels = info.settings["max_timestep"]
+    noise_levels = (
+        "all 1000 noise levels"
+        if levels >= info.settings["train_timesteps"]
+        else f"noise levels t < {levels} only (SDEdit strengths up to {levels / info.settings['train_timesteps']:.2f}; "
+        "it cannot sample from pure noise)"
+    )
+    return f"""# DDPM purifier, {size}×{size}: {info.data.split(" (")[0]}
 
 An unconditional DDPM (diffusers `UNet2DModel` + `DDPMScheduler`, `DDPMPipeline` layout) trained **only on
-clean shapes** drawn by `demo/dataset.py` from its own random stream (`diffusion`), which never yields one of
-the demo's training or test images, poisoned or not. It stands in for a diffusion model pretrained on clean
-data: the `ddpm_sdedit` variation backend loads it with `diffusion.model: demo/ddpm_shapes`
-(`configs/demo/variations_diffusion.yaml`).
+{info.data}**, on {noise_levels}. It stands in for a diffusion model pretrained on other, clean data than the
+data it purifies: the `ddpm_sdedit` variation backend loads it with `diffusion.model: {info.model_path}`.
 
 Made with:
 
@@ -51,7 +60,7 @@ Made with:
 | parameters | {info.parameters:,} ({info.parameters / 1e6:.2f} M), stored as float16 |
 | training | {images}, {info.minutes:.1f} min wall time on {info.device} ({cpu}) |
 | weights | exponential moving average of the trained weights |
-| loss (noise MSE) | {info.final_loss:.4f} over the last 100 steps; {info.held_out_loss:.4f} on 64 held-out shapes |
+| loss (noise MSE) | {info.final_loss:.4f} over the last 100 steps; {held_out} |
 
 Settings:
 

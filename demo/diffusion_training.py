@@ -1,4 +1,5 @@
-"""The demo DDPM's training: clean shapes from their own random stream, the DDPM objective, a resumable trainer.
+"""The DDPM purifiers' training: clean images (the demo's shapes or an ImageFolder subset), the DDPM objective,
+a resumable trainer.
 
 Every batch (images, timesteps, noise) is a pure function of (seed, step), so a run resumed from its
 checkpoint ends with the same weights as one never interrupted.
@@ -6,7 +7,9 @@ checkpoint ends with the same weights as one never interrupted.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,12 +18,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from demo.dataset import CLASSES, draw_keyed
+from demo.diffusion_data import SHAPES, FolderImages, ShapeImages
 from utils.atomic_io import atomic_path
 from utils.errors import TrainingError, UserError
 
 ATTENTION_SIDE = 8  # self-attention only at the level whose feature maps are 8×8 pixels: cheap on a CPU
-CHECK_IMAGES = 64  # held-out images for the loss reported at the end (and in the model card)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class DiffusionTraining:
     channels: tuple[int, ...] = (32, 64, 96, 128)  # UNet block widths, one level each (each halves the side)
     train_timesteps: int = 1000  # DDPM noise levels, linear betas 1e-4 → 0.02 (Ho et al.)
     ema_power: float = 0.75  # EMA warm-up: decay = 1 − (1 + step)^−power, capped at 0.9999
+    max_timestep: int = 1000  # train on noise levels t < this only (SDEdit at strength s uses t < s·1000)
+    data: str = SHAPES  # "shapes" (the demo's generator, fresh images every step) or an ImageFolder root
+    first: int = 0  # ImageFolder: the first image taken from each class (ImageFolder order)
+    per_class: int = 0  # ImageFolder: images taken from each class from ``first`` on; 0 = as many as all have
+    flip: bool = False  # ImageFolder: mirror each image with probability 1/2 (seeded per step)
 
 
 @dataclass(frozen=True)
@@ -68,15 +75,8 @@ def noise_scheduler(settings: DiffusionTraining):
     return DDPMScheduler(num_train_timesteps=settings.train_timesteps, beta_schedule="linear")
 
 
-def clean_images(seed: int, stream: str, first: int, count: int, size: int) -> torch.Tensor:
-    """Images ``first`` … ``first + count − 1`` of ``stream`` (classes in turn), N×3×H×W in [−1, 1]."""
-    numbers = range(first, first + count)
-    pixels = np.stack([draw_keyed(seed, stream, n % len(CLASSES), n // len(CLASSES), size) for n in numbers])
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-
-
 def noising(seed: int, step: int, shape: torch.Size, timesteps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The timesteps and Gaussian noise of one batch, drawn from (seed, step) alone."""
+    """The timesteps (``0 … timesteps − 1``) and Gaussian noise of one batch, drawn from (seed, step) alone."""
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
     t = torch.randint(0, timesteps, (shape[0],), generator=generator)
     return t, torch.randn(shape, generator=generator)
@@ -89,22 +89,35 @@ def denoising_loss(unet, scheduler, images: torch.Tensor, t: torch.Tensor, noise
     return F.mse_loss(unet(scheduler.add_noise(images, noise, t), t).sample, noise)
 
 
+def training_images(settings: DiffusionTraining, show_progress: bool = True) -> ShapeImages | FolderImages:
+    if not 0 < settings.max_timestep <= settings.train_timesteps:
+        raise UserError(f"--max-timestep {settings.max_timestep}: must be 1 … {settings.train_timesteps}")
+    if settings.data == SHAPES:
+        return ShapeImages(settings.seed, settings.size)
+    return FolderImages(
+        settings.data, settings.first, settings.per_class, settings.size, settings.seed, settings.flip, show_progress
+    )
+
+
 @torch.no_grad()
-def held_out_loss(unet, settings: DiffusionTraining) -> float:
-    """The objective on a fixed batch of clean shapes that training never sees ("diffusion_check" stream)."""
-    images = clean_images(settings.seed, "diffusion_check", 0, CHECK_IMAGES, settings.size)
-    t, noise = noising(settings.seed, 0, images.shape, settings.train_timesteps)
+def held_out_loss(unet, settings: DiffusionTraining, images: torch.Tensor | None = None) -> float | None:
+    """The objective on fixed clean images that training never sees (None where the source has none)."""
+    images = training_images(settings, show_progress=False).held_out() if images is None else images
+    if images is None:
+        return None
+    t, noise = noising(settings.seed, 0, images.shape, settings.max_timestep)
     return denoising_loss(unet, noise_scheduler(settings), images, t, noise).item()
 
 
 class Trainer:
     """The model, its EMA, the optimiser and its schedule, with a checkpoint that restores all of them."""
 
-    def __init__(self, settings: DiffusionTraining, device: torch.device):
+    def __init__(self, settings: DiffusionTraining, device: torch.device, show_progress: bool = True):
         from diffusers.optimization import get_cosine_schedule_with_warmup
         from diffusers.training_utils import EMAModel
 
         self.settings = settings
+        self.images = training_images(settings, show_progress)
         torch.manual_seed(settings.seed)
         self.unet = build_unet(settings).to(device)
         self.scheduler = noise_scheduler(settings)
@@ -118,9 +131,8 @@ class Trainer:
 
     def train_step(self) -> float:
         settings = self.settings
-        first = self.step * settings.batch_size
-        images = clean_images(settings.seed, "diffusion", first, settings.batch_size, settings.size)
-        t, noise = noising(settings.seed, self.step, images.shape, settings.train_timesteps)
+        images = self.images.batch(self.step, settings.batch_size)
+        t, noise = noising(settings.seed, self.step, images.shape, settings.max_timestep)
         loss = denoising_loss(self.unet, self.scheduler, images, t, noise)
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss at step {self.step}; lower --lr")
@@ -174,13 +186,24 @@ class Trainer:
         return unet
 
 
-def train(settings: DiffusionTraining, paths: TrainingPaths, device: torch.device, show_progress=True) -> Trainer:
-    """Train up to ``settings.steps``, resuming from (and checkpointing to) ``paths.state_dir``."""
-    trainer = Trainer(settings, device)
+def train(
+    settings: DiffusionTraining,
+    paths: TrainingPaths,
+    device: torch.device,
+    show_progress: bool = True,
+    on_checkpoint: Callable[[Trainer], None] | None = None,
+) -> Trainer:
+    """Train up to ``settings.steps``, resuming from (and checkpointing to) ``paths.state_dir``.
+
+    A bar on a terminal; elsewhere (a log file) one plain line per checkpoint. ``on_checkpoint`` runs after
+    each checkpoint is written (e.g. to export the weights so far).
+    """
+    terminal = show_progress and sys.stderr.isatty()
+    trainer = Trainer(settings, device, show_progress)
     checkpoint = paths.state_dir / "checkpoint.pt"
     if checkpoint.is_file():
         trainer.restore(checkpoint)
-    bar = tqdm(total=settings.steps, initial=trainer.step, desc="ddpm", unit="step", disable=not show_progress)
+    bar = tqdm(total=settings.steps, initial=trainer.step, desc="ddpm", unit="step", disable=not terminal)
     started, cpu_started = time.perf_counter() - trainer.seconds, time.process_time() - trainer.cpu_seconds
     while trainer.step < settings.steps:
         loss = trainer.train_step()
@@ -190,5 +213,15 @@ def train(settings: DiffusionTraining, paths: TrainingPaths, device: torch.devic
             trainer.seconds = time.perf_counter() - started
             trainer.cpu_seconds = time.process_time() - cpu_started
             trainer.save(checkpoint)
+            if show_progress and not terminal:
+                recent = trainer.losses[-paths.checkpoint_every :]
+                print(
+                    f"ddpm step {trainer.step}/{settings.steps}: loss {np.mean(recent):.4f} (mean of the last "
+                    f"{len(recent)}), {trainer.seconds / 60:.1f} min, {trainer.cpu_seconds / 60:.1f} CPU min",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if on_checkpoint is not None:
+                on_checkpoint(trainer)
     bar.close()
     return trainer

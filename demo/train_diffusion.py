@@ -29,6 +29,7 @@ from utils.errors import UserError
 def export(trainer: Trainer, out: Path, command: str) -> ExportInfo:
     """Write the EMA weights as a DDPMPipeline with its model card to ``out``; returns what the card says."""
     unet = trainer.ema_unet()
+    held_out = trainer.images.held_out()
     info = ExportInfo(
         command=command,
         settings=asdict(trainer.settings),
@@ -39,7 +40,9 @@ def export(trainer: Trainer, out: Path, command: str) -> ExportInfo:
         threads=torch.get_num_threads(),
         device=str(next(trainer.unet.parameters()).device),
         final_loss=float(np.mean(trainer.losses[-100:])),
-        held_out_loss=held_out_loss(unet, trainer.settings),
+        held_out_loss=None if held_out is None else held_out_loss(unet, trainer.settings, held_out),
+        data=trainer.images.description,
+        model_path=str(out),
     )
     export_pipeline(unet, trainer.scheduler, out, info)
     return info
@@ -58,7 +61,11 @@ def non_negative_int(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     defaults = DiffusionTraining()
-    parser = argparse.ArgumentParser(description="Train the demo's DDPM on clean generated shapes")
+    parser = argparse.ArgumentParser(
+        description="Train a DDPM purifier on clean images: the demo's shapes (default) or an ImageFolder subset",
+        epilog="CIFAR-10's purifier: python -m demo.train_diffusion --data ../shared/data/cifar10/train "
+        "--per-class 2500 --flip --max-timestep 600 --out purifiers/ddpm_cifar10 --state-dir ddpm_cifar10_training",
+    )
     parser.add_argument("--out", type=Path, default=Path("demo/ddpm_shapes"), help="exported pipeline folder")
     parser.add_argument("--state-dir", type=Path, default=Path("demo_ddpm_training"), help="resumable checkpoint")
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -68,7 +75,13 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps, help="steps")
     parser.add_argument("--channels", type=positive_int, nargs="+", default=list(defaults.channels))
     parser.add_argument("--size", type=positive_int, default=defaults.size, help="image side, pixels")
+    parser.add_argument("--max-timestep", type=positive_int, default=defaults.max_timestep, help="train on t < this")
+    parser.add_argument("--data", default=defaults.data, help="'shapes' (the demo's generator) or an ImageFolder")
+    parser.add_argument("--first", type=non_negative_int, default=0, help="ImageFolder: first image of each class")
+    parser.add_argument("--per-class", type=non_negative_int, default=0, help="ImageFolder: images per class (0: all)")
+    parser.add_argument("--flip", action="store_true", help="ImageFolder: random horizontal flips")
     parser.add_argument("--checkpoint-every", type=positive_int, default=100, help="steps")
+    parser.add_argument("--export-every", type=non_negative_int, default=0, help="also export every N steps (0: end)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     return parser
 
@@ -88,6 +101,11 @@ def settings_from(args: argparse.Namespace) -> DiffusionTraining:
         warmup_steps=args.warmup_steps,
         size=args.size,
         channels=channels,
+        max_timestep=args.max_timestep,
+        data=args.data,
+        first=args.first,
+        per_class=args.per_class,
+        flip=args.flip,
     )
 
 
@@ -97,14 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         device = resolve_device(args.device)
-        trainer = train(settings, TrainingPaths(args.out, args.state_dir, args.checkpoint_every), device)
-        info = export(trainer, args.out, " ".join(["python -m demo.train_diffusion", *argv]))
+        command = " ".join(["python -m demo.train_diffusion", *argv])
+
+        def milestone(trainer: Trainer) -> None:
+            if args.export_every and trainer.step % args.export_every == 0:
+                export(trainer, args.out, command)
+
+        paths = TrainingPaths(args.out, args.state_dir, args.checkpoint_every)
+        trainer = train(settings, paths, device, on_checkpoint=milestone)
+        info = export(trainer, args.out, command)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
         f"{args.out}: {info.parameters / 1e6:.2f} M parameters, {info.steps} steps in {info.minutes:.1f} min, "
-        f"held-out loss {info.held_out_loss:.4f}"
+        f"held-out loss {info.held_out_loss}"
     )
     return 0
 

@@ -11,8 +11,10 @@ from PIL import Image
 
 from demo import train_diffusion
 from demo.dataset import CLASSES, STREAMS, draw_keyed, generate_demo_dataset, sample_key
-from demo.diffusion_training import DiffusionTraining, Trainer, clean_images, held_out_loss
+from demo.diffusion_data import clean_images
+from demo.diffusion_training import DiffusionTraining, Trainer, held_out_loss
 from demo.report import samples_figure
+from tests.conftest import make_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "demo" / "ddpm_shapes"
@@ -46,7 +48,7 @@ def test_training_lowers_the_loss_and_a_resumed_run_ends_byte_identical(tmp_path
     settings = DiffusionTraining(steps=8, batch_size=8, size=16, channels=(32, 64), warmup_steps=1)
     untrained = held_out_loss(Trainer(settings, torch.device("cpu")).unet, settings)
     card = (out / "README.md").read_text()
-    trained = float(card.split(" on 64 held-out shapes")[0].rsplit("; ", 1)[1])
+    trained = float(card.split(" on held-out images")[0].rsplit("; ", 1)[1])
     assert trained < 0.9 * untrained
     assert "python -m demo.train_diffusion --steps 8" in card and "| `seed` | `0` |" in card
 
@@ -144,3 +146,57 @@ def test_samples_figure_names_rows_and_columns(tmp_path):
 
     samples_figure(teacher, folders["classical"], tmp_path / "one.png")  # one folder: the row "variation"
     assert np.array(Image.open(tmp_path / "one.png")).shape[0] < figure.shape[0] - 80
+
+
+# ------------------------------------------------------------------------------------ ImageFolder purifiers
+def test_folder_source_takes_the_chosen_range_of_each_class_and_resumes_exactly(tmp_path, capsys):
+    """Images 1–3 of each class, never 0 or 4+; the same batches whatever the interruption."""
+    from demo.diffusion_data import FolderImages
+
+    root = tmp_path / "data"
+    make_image_folder(root, per_class=6)
+    source = FolderImages(str(root), first=1, per_class=3, size=16, seed=0, flip=False, show_progress=False)
+    assert [Path(p).relative_to(root).as_posix() for p in source.paths] == [
+        f"{c}/{i:04d}.png" for c in ("cat", "dog", "frog") for i in (1, 2, 3)
+    ]
+    assert [Path(p).name for p in source.held_paths] == ["0004.png", "0005.png"] * 3
+    # one epoch is a permutation of the nine images: every image once
+    epoch = torch.cat([source.batch(step, 3) for step in range(3)])
+    chosen = {to_bytes(img) for img in source.pixels}
+    assert len(chosen) == 9 and {to_bytes(img) for img in epoch_pixels(epoch)} == chosen
+    assert torch.equal(source.batch(5, 3), source.batch(5, 3))
+
+    folder = ["--data", str(root), "--first", "1", "--per-class", "3", "--size", "16", "--flip"]
+    small = ["--steps", "6", "--batch-size", "4", "--channels", "32", "64", "--warmup-steps", "1"]
+    small += ["--max-timestep", "300", *folder]
+    out, state = tmp_path / "model", tmp_path / "state"
+    assert train_diffusion.main([*small, "--out", str(out), "--state-dir", str(state), "--checkpoint-every", "3"]) == 0
+    card = (out / "README.md").read_text()
+    assert "images 1–3 of each of the 3 classes" in card and "noise levels t < 300 only" in card
+    settings = DiffusionTraining(
+        steps=6, batch_size=4, size=16, channels=(32, 64), warmup_steps=1, max_timestep=300, data=str(root),
+        first=1, per_class=3, flip=True,
+    )  # fmt: skip
+    halfway = Trainer(settings, torch.device("cpu"), show_progress=False)
+    for _ in range(3):
+        halfway.train_step()
+    halfway.save(tmp_path / "state2" / "checkpoint.pt")
+    again = [*small, "--out", str(tmp_path / "model2"), "--state-dir", str(tmp_path / "state2")]
+    assert train_diffusion.main(again) == 0
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    assert (tmp_path / "model2" / weights).read_bytes() == (out / weights).read_bytes()
+
+    capsys.readouterr()
+    beyond = [*small[: -len(folder)], "--data", str(root), "--first", "4", "--per-class", "3", "--size", "16"]
+    assert train_diffusion.main([*beyond, "--out", str(tmp_path / "m3"), "--state-dir", str(tmp_path / "s3")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error:") and "images 4–6 of each class" in line and "'cat' has 6" in line
+    assert not (tmp_path / "m3").exists() and not (tmp_path / "s3").exists()
+
+
+def to_bytes(image) -> bytes:
+    return np.ascontiguousarray(image).tobytes()
+
+
+def epoch_pixels(batch: torch.Tensor) -> np.ndarray:
+    return batch.add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
