@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint format demo clean
+.PHONY: venv test lint format demo docs clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,11 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n auto --maxprocesses 8 --dist worksteal
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 demo: $(STAMP)
 	$(BIN)/python -m demo
 
 clean:
-	rm -rf demo_data demo_results .pytest_cache .ruff_cache
+	rm -rf demo_data demo_results site .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The README's attack pictures: each shipped CIFAR-10 trigger on the same test images.
+"""The docs' attack pictures (docs/attacks.md): each shipped CIFAR-10 trigger on the same test images.
 
     python -m demo.attack_gallery --data ../shared/data/cifar10/test --out docs/attacks
 

@@ -1,4 +1,5 @@
-"""The README's commands run as written (with data and size overrides appended), and it documents every key."""
+"""The README's and the docs site's commands run as written (with data and size overrides appended), the
+configuration reference documents every key, and the site builds with ``mkdocs build --strict``."""
 
 import contextlib
 import io
@@ -12,6 +13,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from config.errors import section_models
@@ -20,15 +22,20 @@ from experiments.experiment_file import ExperimentFile
 from tests.conftest import REPO, SHARED_DATA, free_port, make_image_folder, script_env
 
 README = (REPO / "README.md").read_text()
+DOCS = REPO / "docs"
+PAGES = sorted(p for p in DOCS.glob("*.md"))  # docs/_incoming/ holds drafts outside the site
+CONFIG_REFERENCE = (DOCS / "configuration.md").read_text()
 
 
 def bash_commands() -> list[str]:
+    """Every command of a ``bash`` block in the README and the docs site, each once, README first."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
-        for command in block.replace("\\\n", " ").splitlines():
-            command = command.split("  #")[0].strip()
-            if command and not command.startswith("#"):
-                commands.append(command)
+    for text in [README, *(page.read_text() for page in PAGES)]:
+        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            for command in block.replace("\\\n", " ").splitlines():
+                command = command.split("  #")[0].strip()
+                if command and not command.startswith("#") and command not in commands:
+                    commands.append(command)
     return commands
 
 
@@ -49,14 +56,49 @@ def key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 @pytest.mark.parametrize("schema", [TeacherConfig, StudentConfig, VariationConfig, ExperimentFile])
 def test_every_config_key_is_in_the_reference(schema):
-    missing = [path for path in key_paths(schema) if f"`{path}`" not in README]
-    assert not missing, f"README's configuration reference lacks {missing}"
+    missing = [path for path in key_paths(schema) if f"`{path}`" not in CONFIG_REFERENCE]
+    assert not missing, f"docs/configuration.md lacks {missing}"
 
 
 def test_quick_start_and_demo_are_documented():
     commands = bash_commands()
     assert commands[:2] == ["make demo", "make test"]
     assert "demo_results/results.md" in README and "samples.png" in README
+
+
+def test_readme_is_short_and_links_every_page_of_the_site():
+    assert len(README.splitlines()) <= 200
+    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
+    in_nav = sorted(page for entry in nav for page in entry.values())
+    assert in_nav == sorted(p.name for p in PAGES)
+    assert all(f"(docs/{page})" in README for page in in_nav if page != "index.md")
+
+
+def test_docs_site_builds_strictly(tmp_path):
+    """Broken links, anchors and pages missing from the nav fail the build (mkdocs.yml: strict, validation)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        env={**script_env(tmp_path), "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site" / "configuration" / "index.html").is_file()
+    broken = tmp_path / "broken"
+    (broken / "docs").mkdir(parents=True)
+    (broken / "docs" / "index.md").write_text("[a page that does not exist](nowhere.md)\n")
+    (broken / "mkdocs.yml").write_text((REPO / "mkdocs.yml").read_text().split("nav:")[0])
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(tmp_path / "broken_site")],
+        cwd=broken,
+        env={**script_env(tmp_path), "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "nowhere.md" in result.stderr
 
 
 # --------------------------------------------------------------------------------------------- commands
