@@ -52,7 +52,7 @@ class CheckpointMetadata(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     architecture: str
-    library: Literal["torchvision", "timm"]
+    library: Literal["cifar", "torchvision", "timm"]
     model_name: str
     num_classes: int = Field(ge=2, le=MAX_CLASSES)
     class_names: list[str] | None = None

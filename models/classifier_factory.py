@@ -1,8 +1,12 @@
-"""``build_classifier``: any torchvision classification model or timm model, with a head for ``num_classes``.
+"""``build_classifier``: this project's CIFAR ResNets, any torchvision classification model or timm model, with a
+head for ``num_classes``.
 
-Names resolve in this order: an explicit ``timm/<name>`` or ``torchvision/<name>``; a torchvision
-classification model; a timm model; the reference implementation's short names (``resnext50``,
-``inceptionv3``, ``vitb16``...; case, ``-`` and ``_`` ignored as there).
+Names resolve in this order: an explicit ``cifar/<name>``, ``timm/<name>`` or ``torchvision/<name>``; a CIFAR
+ResNet of ``models.cifar_resnets`` (``resnet20``, ``preact_resnet18``...; case, ``-`` and ``_`` ignored, so
+BackdoorBench's ``preactresnet18`` works); a torchvision classification model; a timm model; the reference
+implementation's short names (``resnext50``, ``inceptionv3``, ``vitb16``...; case, ``-`` and ``_`` ignored as
+there). The CIFAR names come first so that a library adding the same name later cannot change what a config
+builds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torchvision.models as tv_models
 from torch import nn
 
 from models.checkpoint import read_checkpoint
+from models.cifar_resnets import CIFAR_MODELS
 from utils.errors import UserError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,10 +55,22 @@ TORCHVISION_EXTRA_KWARGS: dict[str, dict] = {
 }
 
 
+NO_WEIGHTS = "there are no pretrained weights for '{name}' (it trains from scratch); set it to false"
+LIBRARIES = ("cifar", "torchvision", "timm")  # "cifar": models.cifar_resnets, written by this project
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    library: str  # "torchvision" or "timm"
+    library: str  # one of LIBRARIES
     name: str
+
+
+def _short(name: str) -> str:
+    """A name without case, ``-``, ``_`` or spaces: how short names and CIFAR names are matched."""
+    return name.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+CIFAR_SHORT_NAMES = {_short(name): name for name in CIFAR_MODELS}
 
 
 def torchvision_classifiers() -> list[str]:
@@ -61,34 +78,39 @@ def torchvision_classifiers() -> list[str]:
 
 
 def library_has(library: str, name: str) -> bool:
-    """Whether ``library`` (torchvision or timm) can build a classification model called ``name``."""
+    """Whether ``library`` (cifar, torchvision or timm) can build a classification model called ``name``."""
+    if library == "cifar":
+        return name in CIFAR_MODELS
     return timm.is_model(name) if library == "timm" else name in torchvision_classifiers()
 
 
 def resolve_architecture(architecture: str) -> ModelSpec:
     """Map a config's ``model.architecture`` to a library and model name; ``ValueError`` if unknown."""
     text = architecture.strip()
-    for prefix in ("timm/", "timm:", "torchvision/", "torchvision:"):
+    for prefix in (f"{library}{separator}" for library in LIBRARIES for separator in "/:"):
         if text.startswith(prefix):
             library, name = prefix[:-1], text[len(prefix) :]
             if not library_has(library, name):
                 raise ValueError(f"'{name}' is not a {library} classification model")
             return ModelSpec(library, name)
+    short = _short(text)
+    if short in CIFAR_SHORT_NAMES:
+        return ModelSpec("cifar", CIFAR_SHORT_NAMES[short])
     if text in torchvision_classifiers():
         return ModelSpec("torchvision", text)
     if timm.is_model(text):
         return ModelSpec("timm", text)
-    short = text.lower().replace("-", "").replace("_", "").replace(" ", "")
     if short in REFERENCE_ALIASES:
         library, name = REFERENCE_ALIASES[short]
         if not library_has(library, name):  # a stale alias must fail here, not later in the model factory
             raise ValueError(f"the short name '{architecture}' points to {library} '{name}', which {library} lacks")
         return ModelSpec(library, name)
-    candidates = sorted({*REFERENCE_ALIASES, *torchvision_classifiers(), *timm.list_models()})
+    candidates = sorted({*CIFAR_MODELS, *REFERENCE_ALIASES, *torchvision_classifiers(), *timm.list_models()})
     close = difflib.get_close_matches(text, candidates, n=4)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ValueError(
-        f"unknown architecture '{architecture}'; {hint}use a torchvision classification model "
+        f"unknown architecture '{architecture}'; {hint}use a CIFAR ResNet for 32-px images "
+        f"({', '.join(CIFAR_MODELS)}), a torchvision classification model "
         f"({', '.join(torchvision_classifiers()[:6])}, ...), any timm model (timm.list_models()), "
         f"or a short name: {', '.join(REFERENCE_ALIASES)}"
     )
@@ -121,6 +143,8 @@ def _load_torchvision_weights(model: nn.Module, name: str) -> None:
 
 
 def _build_backbone(spec: ModelSpec, num_classes: int, pretrained: bool, transform_input: bool) -> nn.Module:
+    if spec.library == "cifar":
+        return CIFAR_MODELS[spec.name](num_classes)
     if spec.library == "timm":
         return timm.create_model(spec.name, pretrained=pretrained, num_classes=num_classes)
     kwargs = dict(TORCHVISION_EXTRA_KWARGS.get(spec.name, {}))
@@ -149,6 +173,8 @@ def build_classifier(
         spec = resolve_architecture(architecture)
     except ValueError as err:
         raise UserError(f"model.architecture: {err}") from err
+    if pretrained and spec.library == "cifar":
+        raise UserError(f"model.pretrained: {NO_WEIGHTS.format(name=spec.name)}")
     shift = pretrained if transform_input is None else transform_input
     try:
         backbone = _build_backbone(spec, num_classes, pretrained, shift)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from models.classifier_factory import IMAGENET_MEAN, IMAGENET_STD, resolve_architecture
+from models.classifier_factory import IMAGENET_MEAN, IMAGENET_STD, NO_WEIGHTS, resolve_architecture
 from utils.section import Section
 
 
@@ -30,7 +30,8 @@ Normalization = Annotated[
 
 
 class ModelSection(Section):
-    architecture: str = "resnet18"  # torchvision / timm name, or a reference short name (resnext50, vitb16...)
+    architecture: str = "resnet18"  # CIFAR ResNet (resnet20, preact_resnet18...), torchvision / timm name, or a
+    # reference short name (resnext50, vitb16...)
     num_classes: int | None = Field(None, gt=1)  # default: the number of class folders in the training data
     pretrained: bool = False  # ImageNet weights through torchvision / timm (needs the weights cache offline)
     normalization: Normalization = "imagenet"  # imagenet, none or {mean, std}; applied inside the model
@@ -40,6 +41,12 @@ class ModelSection(Section):
     def _known_architecture(cls, value: str) -> str:
         resolve_architecture(value)
         return value
+
+    @model_validator(mode="after")
+    def _weights_exist(self):
+        if self.pretrained and resolve_architecture(self.architecture).library == "cifar":
+            raise ValueError(f"pretrained: {NO_WEIGHTS.format(name=self.architecture)}")
+        return self
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         if self.normalization == "imagenet":

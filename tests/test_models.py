@@ -171,3 +171,107 @@ def test_pretrained_inception_keeps_its_input_shift_after_reloading(tmp_path):
     x = torch.rand(1, 3, 299, 299)
     with torch.no_grad():
         torch.testing.assert_close(restored(x), model(x))
+
+
+# ------------------------------------------------------------------------------------------ CIFAR ResNets
+@pytest.mark.parametrize(
+    ("name", "model_name"),
+    [
+        ("resnet20", "resnet20"),
+        ("ResNet-20", "resnet20"),
+        ("cifar/resnet56", "resnet56"),
+        ("resnet110", "resnet110"),
+        ("preact_resnet18", "preact_resnet18"),
+        ("preactresnet18", "preact_resnet18"),  # BackdoorBench's name
+        ("PreAct-ResNet18", "preact_resnet18"),
+    ],
+)
+def test_cifar_names_resolve(name, model_name):
+    assert resolve_architecture(name) == ModelSpec("cifar", model_name)
+
+
+def test_cifar_names_do_not_shadow_library_models():
+    assert resolve_architecture("resnet18") == ModelSpec("torchvision", "resnet18")  # the ImageNet-stem one
+    with pytest.raises(ValueError, match="'resnet18' is not a cifar classification model"):
+        resolve_architecture("cifar/resnet18")
+
+
+def test_unknown_name_lists_the_cifar_models():
+    with pytest.raises(UserError, match=r"a CIFAR ResNet for 32-px images \(resnet20, resnet32, .*preact_resnet18\)"):
+        build_classifier("no_such_net", 10)
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_cifar_parameter_counts():
+    """Counted by hand (3×3 convolutions without bias, BN = 2 per channel, head = 10·width + 10).
+
+    ResNet-20: stem 3·16·9 + 32 = 464; stage 1: 3 blocks × 2 × (16·16·9 + 32) = 14,016; stage 2: (16·32·9 + 64)
+    + (32·32·9 + 64) + 2 × 2 × (9,216 + 64) = 51,072; stage 3 likewise at 32→64: 55,552 + 147,968 = 203,520;
+    head 650; option-A shortcuts add nothing: 269,722 (He et al.: 0.27 M). ResNet-56 (9 blocks a stage): 853,018
+    (He et al.: 0.85 M). PreAct-ResNet18: stem 1,728; stage 1: 2 × (128 + 36,864) × 2 = 147,968; stage 2:
+    (128 + 73,728 + 256 + 147,456 + 8,192 for the 1×1 projection) + 2 × (256 + 147,456) = 525,184; stage 3:
+    918,272 + 1,180,672 = 2,098,944; stage 4: 3,671,552 + 4,720,640 = 8,392,192; head 5,130: 11,171,146.
+    """
+    assert parameter_count(build_classifier("resnet20", 10)) == 269_722
+    assert parameter_count(build_classifier("resnet56", 10)) == 853_018
+    assert parameter_count(build_classifier("preact_resnet18", 10)) == 11_171_146
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [
+        # a 3×3 stride-1 stem keeps 32×32; each later stage halves the side
+        ("resnet20", [(16, 32), (16, 32), (32, 16), (64, 8)]),
+        ("preact_resnet18", [(64, 32), (64, 32), (128, 16), (256, 8), (512, 4)]),
+    ],
+)
+def test_cifar_stem_and_feature_map_sizes_at_32_px(name, sizes):
+    backbone = build_classifier(name, 10).backbone.eval()
+    shapes = []
+    for module in (backbone.stem, *backbone.stages):
+        module.register_forward_hook(lambda _, __, out: shapes.append(tuple(out.shape)))
+    with torch.no_grad():
+        logits = backbone(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 10)
+    assert shapes == [(2, channels, side, side) for channels, side in sizes]
+
+
+def test_option_a_shortcut_subsamples_and_pads_with_zeros():
+    from models.cifar_resnets import ZeroPadShortcut
+
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).view(1, 2, 4, 4)
+    out = ZeroPadShortcut(2, 5, stride=2)(x)
+    assert out.shape == (1, 5, 2, 2)
+    assert out[0, 0].tolist() == [[0, 2], [8, 10]] and out[0, 1].tolist() == [[16, 18], [24, 26]]
+    assert not out[0, 2:].any()
+
+
+def test_cifar_models_have_no_pretrained_weights():
+    from models.sections import ModelSection
+
+    with pytest.raises(UserError, match=r"model\.pretrained: there are no pretrained weights for 'resnet20'"):
+        build_classifier("resnet20", 10, pretrained=True)
+    with pytest.raises(ValueError, match="pretrained: there are no pretrained weights for 'PreActResNet18'"):
+        ModelSection(architecture="PreActResNet18", pretrained=True)
+
+
+def test_cifar_checkpoint_round_trip(tmp_path):
+    model = build_classifier("ResNet-20", 10).eval()
+    record = ClassifierRecord(
+        architecture="ResNet-20",
+        num_classes=10,
+        class_names=list("abcdefghij"),
+        image_size=32,
+        mean=(0,) * 3,
+        std=(1,) * 3,
+    )
+    restored, meta = classifier_from_checkpoint(
+        save_checkpoint(tmp_path / "m.safetensors", model, classifier_metadata(record))
+    )
+    assert (meta["library"], meta["model_name"]) == ("cifar", "resnet20")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), model(x))

@@ -69,7 +69,15 @@ def schema_and_overrides(path, image_data, tmp_path):
 
 
 # shared settings, extended with `base:`
-BASE_FILES = {"defaults/paper_common.yaml", "demo/common.yaml", "paper/reference_numerics.yaml", "cifar10/common.yaml"}
+BASE_FILES = {
+    "defaults/paper_common.yaml",
+    "demo/common.yaml",
+    "paper/reference_numerics.yaml",
+    "cifar10/common.yaml",
+    "backdoorbench/common.yaml",
+    "backdoorbench/standard_training.yaml",
+    "backdoorbench/wanet_bpp_training.yaml",
+}
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)
@@ -141,6 +149,57 @@ def test_cifar10_attacks_and_variations():
     variations = read_layered_yaml(CONFIGS / "cifar10/variations.yaml")
     assert variations["backdoor"] == teachers["teacher_badnets"]["backdoor"] and variations["seed"] == common["seed"]
     assert variations["diffusion"]["backend"] == "classical"
+    # issue 24: a CIFAR network (3×3 stride-1 stem) with the standard crop + flip, the cosine reaching 0 at the end
+    assert common["model"]["architecture"] == "resnet20"
+    assert common["transformations"] == {"RandomCrop": {"size": 32, "padding": 4}, "RandomHorizontalFlip": {"p": 0.5}}
+    assert common["lr_scheduler"]["CosineAnnealingLR"]["T_max"] == common["training"]["num_epochs"]
+
+
+BACKDOORBENCH_ATTACKS = ("badnets", "blended", "sig", "wanet", "bpp")
+
+
+def test_backdoorbench_configs_carry_their_cifar10_defaults(image_data, monkeypatch):
+    """Issue 24: BackdoorBench's CIFAR-10 settings (config/attack/prototype/cifar10.yaml and each attack's
+    default.yaml there), validated as teacher configs."""
+    monkeypatch.chdir(CONFIGS.parent)
+    configs = {
+        name: load_config(TeacherConfig, CONFIGS / "backdoorbench" / f"teacher_{name}.yaml", data_overrides(image_data))
+        for name in BACKDOORBENCH_ATTACKS
+    }
+    for name, config in configs.items():
+        assert config.model.architecture == "preact_resnet18" and config.training.num_epochs == 100
+        assert config.optimizer == {"SGD": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0005}}
+        assert config.training.batch_size == 128 and config.training.mixed_precision == "none"
+        assert list(config.transformations) == (
+            ["RandomCrop", "RandomRotation", "RandomHorizontalFlip"]
+            if name in ("wanet", "bpp")
+            else ["RandomCrop", "RandomHorizontalFlip"]
+        )
+        schedule = {"MultiStepLR": {"milestones": [100, 200, 300, 400], "gamma": 0.1}}
+        assert config.lr_scheduler == (schedule if name in ("wanet", "bpp") else {"CosineAnnealingLR": {"T_max": 100}})
+        backdoor = config.backdoor
+        assert backdoor.target_idx == 0 and backdoor.target_type == "all_to_one"
+        if name == "sig":  # clean-label: round(0.1 · 50,000) target-class images = all 5,000 of them
+            assert backdoor.clean_label and backdoor.poisoning_rate == 1.0
+        else:  # drawn from every class, re-drawn per fetch where they re-draw per batch
+            assert backdoor.poison_target_class and backdoor.poisoning_rate == 0.1
+            assert backdoor.random_poisoning == (name in ("wanet", "bpp"))
+    assert configs["badnets"].backdoor.PatchBackdoor.model_dump() == {
+        "trigger_type": "white",
+        "trigger_size": 3,
+        "trigger_loc": "bottom_right",
+    }
+    assert configs["blended"].backdoor.BlendedBackdoor.blend_ratio == 0.2
+    assert (configs["sig"].backdoor.SIGBackdoor.delta, configs["sig"].backdoor.SIGBackdoor.frequency) == (40, 6)
+    wanet = configs["wanet"].backdoor.WaNetBackdoor
+    assert (wanet.kernel_size, wanet.strength, wanet.grid_rescale, wanet.noise_mode, wanet.cross_ratio) == (
+        4,
+        0.5,
+        1.0,
+        True,
+        2.0,
+    )
+    assert (configs["bpp"].backdoor.BppBackdoor.levels, configs["bpp"].backdoor.BppBackdoor.dither) == (8, False)
 
 
 def test_paper_attacks():

@@ -241,20 +241,22 @@ def test_float_triggers_follow_the_image_device_and_dtype(name):
 
 # --------------------------------------------------------------------------------------------- BppAttack
 def raster_floyd_steinberg(values, levels):
-    """Textbook Floyd–Steinberg, one pixel at a time in raster order (independent of the library's waves)."""
+    """The BppAttack authors' Floyd–Steinberg, one pixel at a time in raster order (independent of the library's
+    waves): the error is taken against the unrounded level k · 255 / (levels − 1), and the levels are rounded to
+    integers only at the end."""
     height, width, _ = values.shape
     work = values.astype(np.float64).copy()
     out = np.zeros_like(work)
     for i in range(height):
         for j in range(width):
             old = work[i, j].copy()
-            new = np.rint(np.clip(np.rint(old * (levels - 1) / 255), 0, levels - 1) * 255 / (levels - 1))
+            new = np.clip(np.rint(old * (levels - 1) / 255), 0, levels - 1) * 255 / (levels - 1)
             out[i, j] = new
             error = old - new
             for di, dj, share in ((0, 1, 7 / 16), (1, -1, 3 / 16), (1, 0, 5 / 16), (1, 1, 1 / 16)):
                 if 0 <= i + di < height and 0 <= j + dj < width:
                     work[i + di, j + dj] += error * share
-    return out
+    return np.rint(out)
 
 
 def test_bpp_levels_without_dither():
@@ -275,6 +277,35 @@ def test_bpp_floyd_steinberg_on_a_hand_example_and_against_the_raster_loop():
     image = np.random.default_rng(2).integers(0, 256, (9, 7, 3), dtype=np.uint8)
     for levels in (2, 3, 8):
         np.testing.assert_array_equal(BppBackdoor(levels=levels)(image), raster_floyd_steinberg(image, levels))
+
+
+def test_bpp_dither_diffuses_the_error_of_the_unrounded_level_as_the_authors_do():
+    """Issue 24. Three levels: 0, 127.5 and 255 (step 127.5; the output rounds them to 0, 128, 255, half to even);
+    a value goes to level 1 from 63.75 on. Red is [127, 64, 0, 0] in the first row and 0 below; green all 0,
+    blue all 255 (level 2 exactly: no error).
+
+    The authors' rule, error against the unrounded level:
+      (0,0): 127 · 2 / 255 = 0.996 → level 1 = 127.5, error −0.5; (0,1) gets 7/16 · −0.5 = −0.21875.
+      (0,1): 64 − 0.21875 = 63.78125 ≥ 63.75 → level 1 = 127.5, output 128; error −63.71875.
+      (0,2): 0 + 7/16 · −63.71875 = −27.877 → level 0, error −27.877 (a pixel at level 0 passes its whole value on).
+      From here on every pixel holds 0 plus shares of negative errors; the working values, row by row:
+        row 0: 127, 63.781, −27.877, −12.196
+        row 1: −12.104 (= 5/16 · −0.5 + 3/16 · −63.719), −30.466, −28.309, −17.939
+        row 2: −9.495, −19.739, −22.750, −17.329
+        row 3: −6.668, −13.945, −17.693, −14.578
+      all above −63.75, so level 0. Red out: row 0 = [128, 128, 0, 0], the rest 0.
+    Textbook Floyd–Steinberg (error against the rounded 128) differs at (0,1):
+      (0,0): 127 → 128, error −1; (0,1): 64 − 7/16 = 63.5625 < 63.75 → 0.
+    """
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[0, :, 0] = [127, 64, 0, 0]
+    image[..., 2] = 255
+    out = BppBackdoor(levels=3, dither=True)(image)
+    red = np.zeros((4, 4), np.uint8)
+    red[0, :2] = 128
+    np.testing.assert_array_equal(out[..., 0], red)
+    np.testing.assert_array_equal(out[..., 1], np.zeros((4, 4), np.uint8))
+    np.testing.assert_array_equal(out[..., 2], np.full((4, 4), 255, np.uint8))
 
 
 def test_bpp_dither_keeps_local_brightness_and_float_matches_uint8():
