@@ -1,16 +1,21 @@
 """Runs grouped by setting, with the mean, sample standard deviation and count of each metric over seeds.
 
 A group key is a setting key (``attack``, ``poisoning_rate``, ``role``...) or a dotted config path
-(``training.num_epochs``). Only complete runs are counted; when one setting has two complete runs with the
-same seed, the newer counts and the older is listed as superseded, never averaged in twice.
+(``training.num_epochs``; for a student also ``teacher.…`` and ``variations.…``, the configs of its teacher and
+of its variations). Only complete runs are counted; when two complete runs computed the same thing with the
+same seed (the same identity, see ``datasets.setting_keys``), the newer counts and the older is listed as
+superseded, never averaged in twice. Runs of different settings are never averaged by the default grouping:
+the config keys that tell them apart become group keys of their own (``distinguishing_keys``).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from datasets.setting_keys import leaves, without_seeds
 from experiments.run_discovery import FoundRun
 from training.run_directory import SUMMARY_NAME
 from utils.errors import UserError
@@ -46,14 +51,23 @@ class Group:
         return sorted(run.keys.get("seed") for run in self.runs)
 
 
-def run_value(run: FoundRun, key: str):
-    """A setting key, else the value at a dotted config path (None if absent)."""
-    if key in run.keys:
-        return run.keys[key]
-    node = run.config
+def _hashable(value):
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict | list) else value
+
+
+def _at_path(config: dict, key: str):
+    node = config
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
+
+
+def run_value(run: FoundRun, key: str):
+    """A setting key, else the value at a dotted path of the run's identity or config (None if absent)."""
+    if key in run.keys:
+        return run.keys[key]
+    value = _at_path(run.identity, key)
+    return _hashable(value if value is not None else _at_path(run.config, key))
 
 
 MODEL_KEYS = ("role", "variation_backend")  # within a setting: teacher, then students by backend
@@ -104,10 +118,32 @@ def mark_superseded(runs: list[FoundRun], group_by: tuple[str, ...]) -> None:
     keys = tuple(dict.fromkeys([*DEFAULT_GROUP_BY, *group_by, "seed"]))
     newest: dict[tuple, FoundRun] = {}
     for run in sorted((r for r in runs if r.complete), key=lambda r: (r.run_dir / SUMMARY_NAME).stat().st_mtime):
-        slot = group_of(run, keys)
+        slot = (*group_of(run, keys), json.dumps(run.identity, sort_keys=True, default=str))
         if slot in newest:
             newest[slot].note = f"superseded by {run.run_dir} (same setting and seed)"
         newest[slot] = run
+
+
+def distinguishing_keys(runs: list[FoundRun], group_by: tuple[str, ...]) -> tuple[str, ...]:
+    """The dotted config keys whose values differ between complete runs that ``group_by`` alone would put in one
+    group, seeds aside (``backdoor.clean_label``, ``variations.diffusion.strength``...)."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        if run.complete:
+            groups.setdefault(group_of(run, group_by), []).append(leaves(without_seeds(run.identity)))
+    found: set[str] = set()
+    for flats in groups.values():
+        for key in set().union(*flats) if len(flats) > 1 else ():
+            if len({_hashable(flat.get(key)) for flat in flats}) > 1:
+                found.add(key)
+    return tuple(sorted(found - set(group_by)))
+
+
+def with_distinguishing_keys(runs: list[FoundRun], group_by: tuple[str, ...]) -> tuple[str, ...]:
+    """``group_by`` with the distinguishing keys put before the model keys (backend, role)."""
+    extra = distinguishing_keys(runs, group_by)
+    setting = [key for key in group_by if key not in MODEL_KEYS]
+    return (*setting, *extra, *(key for key in group_by if key in MODEL_KEYS))
 
 
 def statistics_of(values: list[float]) -> Stat | None:

@@ -19,7 +19,7 @@ from config.overrides import has_key_path, set_value
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from config.yaml_files import read_layered_yaml
 from datasets.image_folder import list_class_folders
-from datasets.setting_keys import attack_name, setting_keys
+from datasets.setting_keys import attack_name, leaves, setting_keys
 from experiments.experiment_file import STEPS, ExperimentSpec
 from utils.errors import UserError
 
@@ -64,18 +64,12 @@ def route_overrides(raw: dict[str, dict], spec: ExperimentSpec) -> None:
             set_value(raw[step], keys, copy.deepcopy(override.value), f"override {override.source}")
 
 
-def _leaves(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, inner in value.items() for k, v in _leaves(inner, f"{prefix}.{key}").items()}
-    return {prefix.lstrip("."): value}
-
-
 def check_agreement(what: str, first: tuple[str, object], second: tuple[str, object], sources: dict) -> None:
     """Stop with both values when ``first`` and ``second`` differ; dicts are compared key by key."""
     (a, a_value), (b, b_value) = first, second
     if a_value == b_value:
         return
-    left, right = _leaves(a_value, what), _leaves(b_value, what)
+    left, right = leaves(a_value, what), leaves(b_value, what)
     key = next(k for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k))
     raise UserError(
         f"the configs disagree on {key}: {a} ({sources[a]}) has {left.get(key)!r}, "
