@@ -111,10 +111,11 @@ def check_group_by(runs: list[FoundRun], group_by: tuple[str, ...]) -> None:
 
 
 def mark_superseded(runs: list[FoundRun], group_by: tuple[str, ...]) -> None:
-    """Of complete runs sharing a setting and seed, keep the newest (by ``summary.json``); note the others.
+    """Of complete runs that computed the same thing (the same identity, seed included), keep the newest (by
+    ``summary.json``); note the others.
 
-    The setting is the default group keys as well as ``group_by``: grouping more coarsely (``attack,role``)
-    averages settings together, but runs of two rates or backends are still two settings, not a re-run."""
+    The group keys count too: grouping more coarsely (``attack,role``) averages settings together, but runs of
+    two rates, backends, triggers or data folders are still two settings, not a re-run."""
     keys = tuple(dict.fromkeys([*DEFAULT_GROUP_BY, *group_by, "seed"]))
     newest: dict[tuple, FoundRun] = {}
     for run in sorted((r for r in runs if r.complete), key=lambda r: (r.run_dir / SUMMARY_NAME).stat().st_mtime):
