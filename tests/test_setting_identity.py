@@ -17,6 +17,8 @@ import collect_results
 import run_pipeline
 from config.cli import run_training_script
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
+from datasets.setting_keys import identity_digest
+from experiments.setting_folders import difference_name
 from models.checkpoint import CHECKPOINT_NAME
 from tests.conftest import teacher_config_dict, write_config
 from tests.test_experiments import experiment_files, only_run
@@ -173,6 +175,17 @@ def test_a_changed_trigger_is_its_own_setting_and_the_dry_run_says_so(experiment
     assert all(row["status"] == "counted" for row in rows), rows
     groups = results_table(tmp_path / "t")
     assert len(groups) == 4  # two teachers, two students: nothing averaged across trigger sizes
+    teachers = sorted(g["backdoor.PatchBackdoor.trigger_size"] for g in groups if g["role"] == "teacher")
+    assert teachers == ["3", "5"]
+
+    # A folder an older version made: both teachers in one teacher/ folder. Each config still finds its run.
+    legacy = only_run(second / "teacher")
+    legacy.rename(first / "teacher" / (legacy.name + "_5"))
+    for folder in (second / "teacher", second / "classical"):
+        folder.rename(tmp_path / f"moved_{folder.name}")
+    second.rmdir()
+    plan = plan_of(experiment, capsys, changed)
+    assert f"setting {first}:" in plan and "  teacher: complete, skipped" in plan, plan
 
 
 def test_two_strengths_in_one_setting_one_teacher_two_students_two_rows(experiment, tmp_path, capsys):
@@ -209,6 +222,16 @@ def test_two_strengths_in_one_setting_one_teacher_two_students_two_rows(experime
     assert len(groups) == 3 and len(students) == 2
     assert sorted(g["variations.diffusion.strength"] for g in students) == ["0.25", "0.5"]
     assert all(g["n"] == "1" for g in groups)
+
+
+def test_a_folder_name_says_what_differs_or_is_a_hash():
+    old = {"diffusion": {"backend": "ddpm_sdedit", "model": "/m/a", "strength": 0.5}, "seed": 0}
+    assert difference_name(old, {**old, "diffusion": {**old["diffusion"], "strength": 0.25}}) == "strength0.25"
+    assert difference_name(old, {**old, "seed": 3, "flag": True}) == "flagtrue-seed3"
+    other_model = {**old, "diffusion": {**old["diffusion"], "model": "/m/b"}}  # a path: not a plain word
+    assert re.fullmatch("[0-9a-f]{8}", difference_name(old, other_model))
+    many = {**old, **{f"key_number_{i}": i for i in range(6)}}  # too long to read
+    assert difference_name(old, many) == identity_digest(many)
 
 
 # ---------------------------------------------------------------- a student made by hand
