@@ -19,23 +19,39 @@ from pathlib import Path
 from datasets.setting_keys import identity_digest, leaves, variations_identity, without_runtime_keys
 from experiments.run_discovery import read_yaml_file
 from training.run_directory import CONFIG_NAME
+from utils.atomic_io import is_temporary
 from utils.errors import UserError
+from utils.folder_lock import is_lock_file
 
 PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.+]{1,24}")  # values shown in a folder name as they are
 MAX_SUFFIX = 48  # characters; a longer description becomes a hash
 
 
+UNKNOWN: dict = {"made with": "a config no longer recorded"}  # never equal to a config's identity
+
+
+def _holds_files(folder: Path) -> bool:
+    """Outputs, not just the lock or temporary file of a job killed before it wrote its config."""
+    files = (path for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else ()
+    return any(not (is_lock_file(path) or is_temporary(path)) for path in files)
+
+
 def teacher_identities(setting: Path) -> list[dict]:
-    """The identities of the teacher runs a setting folder holds (finished or not)."""
+    """The identities of the teacher runs a setting folder holds (finished or not); ``[UNKNOWN]`` when it
+    holds outputs but no teacher config (its teacher runs were deleted): it is not free for another config."""
     runs = sorted((setting / "teacher").iterdir()) if (setting / "teacher").is_dir() else []
     configs = [read_yaml_file(run / CONFIG_NAME) for run in runs]
-    return [without_runtime_keys(config) for config in configs if config is not None]
+    found = [without_runtime_keys(config) for config in configs if config is not None]
+    return found or ([UNKNOWN] if _holds_files(setting) else [])
 
 
 def variations_identities(variant: Path) -> list[dict]:
-    """The identity of the variations a variation config's folder holds (none if it holds none yet)."""
+    """The identity of the variations a variation config's folder holds (none if it holds nothing yet;
+    ``[UNKNOWN]`` if it holds a student but its variations' config is gone)."""
     config = read_yaml_file(variant / "variations" / CONFIG_NAME)
-    return [variations_identity(config)] if config is not None else []
+    if config is not None:
+        return [variations_identity(config)]
+    return [UNKNOWN] if _holds_files(variant) else []
 
 
 def _shown(value) -> str | None:

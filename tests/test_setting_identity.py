@@ -18,7 +18,7 @@ import run_pipeline
 from config.cli import run_training_script
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from datasets.setting_keys import identity_digest
-from experiments.setting_folders import difference_name
+from experiments.setting_folders import difference_name, place, variations_identities
 from models.checkpoint import CHECKPOINT_NAME
 from tests.conftest import teacher_config_dict, write_config
 from tests.test_experiments import experiment_files, only_run
@@ -232,6 +232,22 @@ def test_a_folder_name_says_what_differs_or_is_a_hash():
     assert re.fullmatch("[0-9a-f]{8}", difference_name(old, other_model))
     many = {**old, **{f"key_number_{i}": i for i in range(6)}}  # too long to read
     assert difference_name(old, many) == identity_digest(many)
+
+
+def test_a_folder_whose_config_was_deleted_is_not_given_to_another_config(tmp_path):
+    """Variations deleted to save space, the student kept: its folder is not free, for another config or the same."""
+    setting = tmp_path / "setting"
+    write_config(setting / "classical" / "student" / "run" / "config.yaml", {"training": {}})
+    (setting / "classical" / "variations").mkdir()
+    (setting / "classical" / "variations" / ".lock-part-1").write_text("")  # a lock alone is no output
+    wanted = {"diffusion": {"backend": "classical"}}
+    chosen = place(setting, "classical", wanted, variations_identities, "variations")
+    assert chosen.name.startswith("classical-") and chosen.name != "classical"
+    assert place(setting, "sd_img2img", wanted, variations_identities, "variations") == setting / "sd_img2img"
+    write_config(tmp_path / "fresh" / "classical" / "variations" / ".lock-part-1", {})
+    assert (
+        place(tmp_path / "fresh", "classical", wanted, variations_identities, "v") == tmp_path / "fresh" / "classical"
+    )
 
 
 # ---------------------------------------------------------------- a student made by hand
