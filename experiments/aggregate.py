@@ -80,10 +80,12 @@ def _sort_value(value) -> tuple:
 
 
 def _sort_key(keys: dict) -> tuple:
-    setting = tuple(_sort_value(v) for k, v in keys.items() if k not in MODEL_KEYS)
+    """Settings in order; within one, the teacher, then students by backend and variation settings."""
+    setting = tuple(_sort_value(v) for k, v in keys.items() if k not in MODEL_KEYS and not k.startswith("variations."))
+    variation = tuple(_sort_value(v) for k, v in keys.items() if k.startswith("variations."))
     role = keys.get("role")
     rank = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
-    return (*setting, rank, _sort_value(keys.get("variation_backend")))
+    return (*setting, rank, _sort_value(keys.get("variation_backend")), *variation)
 
 
 def group_of(run: FoundRun, group_by: tuple[str, ...]) -> tuple:
@@ -125,19 +127,28 @@ def mark_superseded(runs: list[FoundRun], group_by: tuple[str, ...]) -> None:
         newest[slot] = run
 
 
+def _preference(key: str) -> tuple:
+    """A run's own keys label a row best, then its variations', then its teacher's; shorter first."""
+    source = 1 if key.startswith("variations.") else 2 if key.startswith("teacher.") else 0
+    return (source, key.count("."), key)
+
+
 def distinguishing_keys(runs: list[FoundRun], group_by: tuple[str, ...]) -> tuple[str, ...]:
-    """The dotted config keys whose values differ between complete runs that ``group_by`` alone would put in one
-    group, seeds aside (``backdoor.clean_label``, ``variations.diffusion.strength``...)."""
-    groups: dict[tuple, list[dict]] = {}
-    for run in runs:
-        if run.complete:
-            groups.setdefault(group_of(run, group_by), []).append(leaves(without_seeds(run.identity)))
-    found: set[str] = set()
-    for flats in groups.values():
-        for key in set().union(*flats) if len(flats) > 1 else ():
-            if len({_hashable(flat.get(key)) for flat in flats}) > 1:
-                found.add(key)
-    return tuple(sorted(found - set(group_by)))
+    """The dotted config keys that tell apart complete runs ``group_by`` alone would put in one group, seeds
+    aside (``backdoor.clean_label``, ``variations.diffusion.strength``...): a key is taken only if it splits a
+    group that the keys taken before it leave whole, so a student's ``teacher.…`` copy of its own key is not."""
+    flats = {id(run): leaves(without_seeds(run.identity)) for run in runs if run.complete}
+    complete = [run for run in runs if run.complete]
+    candidates = {key for flat in flats.values() for key in flat}
+    chosen: list[str] = []
+    for key in sorted(candidates - set(group_by), key=_preference):
+        groups: dict[tuple, set] = {}
+        for run in complete:
+            slot = (*group_of(run, group_by), *(_hashable(flats[id(run)].get(k)) for k in chosen))
+            groups.setdefault(slot, set()).add(_hashable(flats[id(run)].get(key)))
+        if any(len(values) > 1 for values in groups.values()):
+            chosen.append(key)
+    return tuple(chosen)
 
 
 def with_distinguishing_keys(runs: list[FoundRun], group_by: tuple[str, ...]) -> tuple[str, ...]:

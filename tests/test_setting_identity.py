@@ -177,6 +177,8 @@ def test_a_changed_trigger_is_its_own_setting_and_the_dry_run_says_so(experiment
     assert len(groups) == 4  # two teachers, two students: nothing averaged across trigger sizes
     teachers = sorted(g["backdoor.PatchBackdoor.trigger_size"] for g in groups if g["role"] == "teacher")
     assert teachers == ["3", "5"]
+    assert [g["role"] for g in groups] == ["teacher", "student"] * 2  # each setting: its teacher, then students
+    assert not any(key.startswith(("teacher.", "variations.")) for key in groups[0])  # the student's own key says it
 
     # A folder an older version made: both teachers in one teacher/ folder. Each config still finds its run.
     legacy = only_run(second / "teacher")
@@ -219,7 +221,7 @@ def test_two_strengths_in_one_setting_one_teacher_two_students_two_rows(experime
     assert collect_results.main([str(out), "--out", str(tmp_path / "t")]) == 0
     groups = results_table(tmp_path / "t")
     students = [g for g in groups if g["role"] == "student"]
-    assert len(groups) == 3 and len(students) == 2
+    assert len(groups) == 3 and len(students) == 2 and groups[0]["role"] == "teacher"
     assert sorted(g["variations.diffusion.strength"] for g in students) == ["0.25", "0.5"]
     assert all(g["n"] == "1" for g in groups)
 
