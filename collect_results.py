@@ -3,9 +3,11 @@
     python collect_results.py results/experiments
     python collect_results.py results/experiments more_runs/ --out tables --group-by attack,poisoning_rate,role
 
-Finds run directories under the paths, groups them by setting (default: dataset_name, architecture,
-attack, poisoning_rate, target_type, variation_backend, role; any dotted config key works too) and writes
-mean ± standard deviation and n of CA, ASR, RA and DER. Incomplete and superseded runs are listed apart.
+Finds run directories under the paths (symlinked folders followed), groups them by setting (default:
+dataset_name, architecture, attack, poisoning_rate, target_type, variation_backend, role, plus any config key
+that tells apart runs those keys would mix, e.g. backdoor.clean_label or variations.diffusion.strength; any
+dotted config key works too) and writes mean ± standard deviation and n of CA, ASR, RA and DER. Incomplete,
+superseded and unreadable runs are listed apart, with the reason.
 """
 
 from __future__ import annotations

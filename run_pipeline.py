@@ -9,6 +9,9 @@ Overrides (key=value, --key=value or --set key=value) reach every step whose con
 name in front aims at one step (teacher.training.num_epochs=5). Words naming this script's options are those
 options, as sweeps pass them: teacher=T.yaml, output=DIR, clean_student=true. The teacher's seed and backdoor
 block are passed on to configs that leave them out; configs that disagree stop the run before it starts.
+Each teacher config and each variation config gets its own folder (OUT/<setting>/<backend>/; a further config
+that name does not tell apart: <setting>-<what differs>, <backend>-<what differs>), so one teacher serves a
+sweep of variation settings, and --dry-run names the folders and the steps that would run.
 A stopped run (SIGTERM, Ctrl-C) goes on from its last complete epoch when the same command is run again.
 """
 

@@ -16,8 +16,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from config.loading import load_checked_config, load_resumed_config
 from config.overrides import overrides_from_arguments
 from config.yaml_files import parse_yaml
+from datasets.setting_keys import RESUMABLE_KEYS
 from training.pipeline import run_training
-from training.resumption import RESUMABLE_KEYS, check_resumable
+from training.resumption import check_resumable
 from utils import distributed
 from utils.errors import RunInterrupted, TrainingError, UserError, describe_os_error, is_environment_error
 from utils.stop_signals import StopRequested

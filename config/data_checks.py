@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from config.schema import VariationConfig
+from config.step_agreement import check_student_agreement
 from datasets.image_folder import list_class_folders
 from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
 from utils.errors import UserError
@@ -103,3 +104,5 @@ def check_data(cfg) -> None:
         check_variation_data(cfg)
     else:
         check_training_data(cfg)
+        if getattr(cfg, "distillation", None) is not None:
+            check_student_agreement(cfg)

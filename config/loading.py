@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from config.data_checks import check_data
 from config.errors import describe_validation_error
 from config.overrides import apply_override
+from config.step_agreement import take_from_teacher
 from config.yaml_files import read_layered_yaml
 from training.run_directory import CONFIG_NAME
 from utils.errors import UserError
@@ -33,6 +34,8 @@ def load_config(schema: type[BaseModel], path: str | os.PathLike, overrides: lis
     data = read_layered_yaml(path)
     for assignment in overrides:
         apply_override(data, assignment)
+    if "distillation" in schema.model_fields:  # a student: the seed and attack it leaves out are its teacher's
+        take_from_teacher(data)
     return validate_config(schema, data, source=str(path))
 
 

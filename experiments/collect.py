@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from experiments.aggregate import Group, aggregate, check_group_by, mark_superseded
+from experiments.aggregate import (
+    DEFAULT_GROUP_BY,
+    Group,
+    aggregate,
+    check_group_by,
+    mark_superseded,
+    with_distinguishing_keys,
+)
 from experiments.result_plots import write_plots
 from experiments.result_tables import write_tables
 from experiments.run_discovery import FoundRun, find_runs
@@ -15,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def collect_results(paths: list[Path], out: Path, group_by: tuple[str, ...]) -> tuple[list[Group], list[FoundRun]]:
-    """Write results.md, results.csv, runs.csv, results.tex and the plots into ``out``."""
+    """Write results.md, results.csv, runs.csv, results.tex and the plots into ``out``.
+
+    With the default ``group_by``, config keys that tell apart runs those keys would group together are added
+    as group keys; a ``group_by`` given by the user is taken as it is (it may average settings on purpose)."""
     missing = [str(path) for path in paths if not Path(path).exists()]
     if missing:
         raise UserError(f"not found: {', '.join(missing)}")
@@ -25,6 +35,8 @@ def collect_results(paths: list[Path], out: Path, group_by: tuple[str, ...]) -> 
         raise UserError(f"no teacher or student run directories (config.yaml with a training section) under {where}")
     check_group_by(runs, group_by)
     mark_superseded(runs, group_by)
+    if group_by == DEFAULT_GROUP_BY:  # never average two settings the default keys do not tell apart
+        group_by = with_distinguishing_keys(runs, group_by)
     groups = aggregate(runs, group_by)
     text = write_tables(groups, runs, group_by, out)
     plots = write_plots(groups, group_by, out)

@@ -128,7 +128,7 @@ def describe_plan(configs: SettingConfigs) -> str:
         if cfg is not None:  # a student is complete only for the teacher run it would be given
             cfg.distillation.teacher_model = str(teacher)
             steps[name] = teacher is not None and find_complete_run(cfg) is not None
-    lines = [f"setting {configs.folder}: the configs agree"]
+    lines = [f"setting {configs.folder}: the configs agree; variations and student in {configs.variant.name}/"]
     lines += [f"  {name}: {'complete, skipped' if done else 'would run'}" for name, done in steps.items()]
     return "\n".join(lines)
 
@@ -148,7 +148,7 @@ def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResul
         result = run_steps(configs)
     table = comparison_table(result.summaries)
     if distributed.is_main_process():
-        title = f"{configs.folder.name}, {result.backend}"
+        title = f"{configs.folder.name}, {configs.variant.name}"
         atomic_write_text(configs.variant / "results.md", f"# {title}\n\n```text\n{table}\n```\n")
         keys = setting_keys(configs.teacher.to_dict(), "teacher") | {"variation_backend": result.backend}
         report_to_sweep(sweep, {**keys, "role": "pipeline"}, flat_results(result.summaries), configs.variant)

@@ -28,13 +28,28 @@ def _label(group: Group, keys: list[str]) -> str:
     for key in keys:
         value = group.keys.get(key)
         if value is not None:
-            values.append(f"rate {100 * value:g} %" if key == "poisoning_rate" else str(value))
+            if key == "poisoning_rate":
+                values.append(f"rate {100 * value:g} %")
+            else:  # a distinguishing config key (backdoor.PatchBackdoor.trigger_size) by its last part
+                values.append(str(value) if key in SETTING_KEYS else f"{key.rsplit('.', 1)[-1]} {value}")
     return "\n".join(values) or "all runs"
 
 
-def _model(group: Group) -> str:
+def _variation_keys(varying: list[str]) -> list[str]:
+    """Distinguishing keys of the variation config (a strength sweep): they name a model, not a setting."""
+    return [key for key in varying if key.startswith("variations.")]
+
+
+def _setting_keys(varying: list[str]) -> list[str]:
+    extra = [key for key in varying if key not in (*SETTING_KEYS, *MODEL_KEYS, *_variation_keys(varying))]
+    return [key for key in SETTING_KEYS if key in varying] + extra
+
+
+def _model(group: Group, variation_keys: list[str] = ()) -> str:
     role, backend = group.keys.get("role"), group.keys.get("variation_backend")
-    return f"{role.replace('_', ' ')} ({backend})" if backend else role.replace("_", " ")
+    details = [backend] if backend else []
+    details += [_label(group, [key]) for key in variation_keys if group.keys.get(key) is not None]
+    return f"{role.replace('_', ' ')} ({', '.join(details)})" if details else role.replace("_", " ")
 
 
 def _value(group: Group, metric: str) -> tuple[float, float]:
@@ -48,15 +63,20 @@ def _save(figure, path: Path) -> None:
 
 
 def bar_chart(groups: list[Group], varying: list[str], path: Path) -> None:
-    label_keys = [k for k in SETTING_KEYS if k in varying] or [k for k in SETTING_KEYS if k == "attack"]
+    label_keys = _setting_keys(varying) or ["attack"]
+    variation_keys = _variation_keys(varying)
     settings = list(dict.fromkeys(_label(g, label_keys) for g in groups))
-    models = list(dict.fromkeys(_model(g) for g in groups))
+    models = list(dict.fromkeys(_model(g, variation_keys) for g in groups))
     width = 0.8 / len(models)
     figure = Figure(figsize=(max(8.0, 3.2 * len(settings)), 3.8), layout="constrained")
     axes = figure.subplots(1, 2, squeeze=False)
     for axis, (metric, title) in zip(axes[0], PANELS, strict=True):
         for m, model in enumerate(models):
-            chosen = [(settings.index(_label(g, label_keys)), *_value(g, metric)) for g in groups if _model(g) == model]
+            chosen = [
+                (settings.index(_label(g, label_keys)), *_value(g, metric))
+                for g in groups
+                if _model(g, variation_keys) == model
+            ]
             xs = [x + (m - (len(models) - 1) / 2) * width for x, _, _ in chosen]
             axis.bar(xs, [v for _, v, _ in chosen], width, yerr=[e for _, _, e in chosen], capsize=3, label=model)
         axis.set_xticks(range(len(settings)), settings)
@@ -69,11 +89,12 @@ def bar_chart(groups: list[Group], varying: list[str], path: Path) -> None:
 
 
 def rate_chart(groups: list[Group], varying: list[str], path: Path) -> None:
-    line_keys = [k for k in SETTING_KEYS if k in varying and k != "poisoning_rate"]
+    line_keys = [k for k in _setting_keys(varying) if k != "poisoning_rate"]
     lines: dict[str, list[Group]] = {}
     for group in groups:
         if group.keys.get("poisoning_rate") is not None:
-            name = " · ".join(filter(None, [_label(group, line_keys).replace("\n", " "), _model(group)]))
+            model = _model(group, _variation_keys(varying))
+            name = " · ".join(filter(None, [_label(group, line_keys).replace("\n", " "), model]))
             lines.setdefault(name.removeprefix("all runs · "), []).append(group)
     figure = Figure(figsize=(10, 3.8), layout="constrained")
     axes = figure.subplots(1, 2, squeeze=False)

@@ -17,27 +17,28 @@ from config.data_checks import check_training_data, check_variation_data
 from config.loading import validate_config
 from config.overrides import has_key_path, set_value
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
+from config.step_agreement import FROM_TEACHER, TEST_ONLY, check_agreement
 from config.yaml_files import read_layered_yaml
 from datasets.image_folder import list_class_folders
-from datasets.setting_keys import attack_name, setting_keys
+from datasets.setting_keys import attack_name, setting_keys, variations_identity, without_runtime_keys
 from experiments.experiment_file import STEPS, ExperimentSpec
+from experiments.setting_folders import place, teacher_identities, variations_identities
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 SCHEMAS = {"teacher": TeacherConfig, "variations": VariationConfig, "student": StudentConfig}
-FROM_TEACHER = ("seed", "backdoor")  # configs that leave these out get the teacher's
-TEST_ONLY = {"poisoning_rate": 0.0, "random_poisoning": False}  # a student's backdoor block poisons nothing
 PENDING = "pending"  # stands for a location that exists only once an earlier step has run
 
 
 @dataclass
 class SettingConfigs:
     """One setting's validated step configs, their outputs inside ``folder``: ``teacher/``, ``clean_student/``
-    and, per variation model, ``<backend>/variations`` and ``<backend>/student``."""
+    and, per variation config, ``<backend>/variations`` and ``<backend>/student`` (``<backend>-<what differs>/``
+    for a further config of one backend, see ``experiments.setting_folders``)."""
 
     folder: Path
-    variant: Path  # folder / <backend>
+    variant: Path  # folder / <backend>, or folder / <backend>-<what differs>
     teacher: TeacherConfig
     variations: VariationConfig
     student: StudentConfig
@@ -62,25 +63,6 @@ def route_overrides(raw: dict[str, dict], spec: ExperimentSpec) -> None:
             steps = [s for s in steps if s == "teacher" or not passed_on or raw[s].get(keys[0]) is not None]
         for step in steps:
             set_value(raw[step], keys, copy.deepcopy(override.value), f"override {override.source}")
-
-
-def _leaves(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, inner in value.items() for k, v in _leaves(inner, f"{prefix}.{key}").items()}
-    return {prefix.lstrip("."): value}
-
-
-def check_agreement(what: str, first: tuple[str, object], second: tuple[str, object], sources: dict) -> None:
-    """Stop with both values when ``first`` and ``second`` differ; dicts are compared key by key."""
-    (a, a_value), (b, b_value) = first, second
-    if a_value == b_value:
-        return
-    left, right = _leaves(a_value, what), _leaves(b_value, what)
-    key = next(k for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k))
-    raise UserError(
-        f"the configs disagree on {key}: {a} ({sources[a]}) has {left.get(key)!r}, "
-        f"{b} ({sources[b]}) has {right.get(key)!r}; they must describe the same setting"
-    )
 
 
 def _pass_on(raw: dict, teacher: dict) -> None:
@@ -168,9 +150,12 @@ def resolve_configs(spec: ExperimentSpec) -> SettingConfigs:
     _checked("variations", check_variation_data, variations, sources)
 
     # The teacher and the clean student do not depend on the variation model: settings that differ only in it
-    # share them, and each variation model gets its own subfolder for its variations and student.
-    folder = spec.output / setting_name(teacher)
-    variant = folder / variations.diffusion.backend
+    # share them, and each variation config gets its own subfolder for its variations and student. A teacher
+    # or variation config that the folder names do not tell apart gets a folder of its own (setting_folders).
+    identity = without_runtime_keys(teacher.to_dict())  # as the run saves it (model.num_classes filled in)
+    folder = place(spec.output, setting_name(teacher), identity, teacher_identities, "a teacher")
+    wanted = variations_identity(variations.to_dict())
+    variant = place(folder, variations.diffusion.backend, wanted, variations_identities, "variations")
     teacher.training.save_path = folder / "teacher"
     variations.output_folder = variant / "variations"
     student.dataset.root_train = variations.output_folder

@@ -34,15 +34,6 @@ from utils.seeding import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
-# --set keys a resumed run may change: none alters what its saved epochs computed (a different worker count
-# changes the random streams of the epochs still to come)
-RESUMABLE_KEYS = (
-    "training.num_epochs",
-    "training.eval_every",
-    "training.keep_checkpoints",
-    "training.dataloader_num_workers",
-)
-
 
 @dataclass(frozen=True)
 class SavedState:

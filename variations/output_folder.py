@@ -16,45 +16,13 @@ from pathlib import Path
 
 import yaml
 
+from datasets.setting_keys import config_differences, without_runtime_keys
 from utils.atomic_io import TEMP_MARKER, atomic_write_json, atomic_write_yaml, is_temporary
 from utils.errors import UserError, first_line
 from utils.folder_lock import is_lock_file
 
 CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
-
-# Keys that do not change the bytes written: how the work is run, not what it produces. (The numerics some
-# of them imply, such as the dtype, the model batch size and whether the denoiser was compiled — diffusion.compile
-# acts on CUDA only — are compared through generation.json.)
-RUNTIME_KEYS = {
-    ("dataset", "batch_size"),
-    ("dataset", "num_workers"),
-    ("device",),
-    ("wandb",),
-    ("rtpt",),
-    ("save_source_copies",),
-    ("diffusion", "compile"),
-    ("diffusion", "model_batch_size"),
-}
-
-
-def _without_runtime_keys(data: dict, prefix: tuple = ()) -> dict:
-    out = {}
-    for key, value in data.items():
-        path = (*prefix, key)
-        if path in RUNTIME_KEYS:
-            continue
-        out[key] = _without_runtime_keys(value, path) if isinstance(value, dict) else value
-    return out
-
-
-def _differences(old, new, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        found = []
-        for key in sorted(set(old) | set(new), key=str):
-            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-        return found
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} → {new!r}"]
 
 
 def sources_fingerprint(root: Path, samples: list[tuple[str, int]]) -> str:
@@ -83,7 +51,7 @@ def _read_saved(folder: Path) -> tuple[dict, dict]:
 def saved_config_changes(folder: Path, cfg) -> list[str]:
     """How ``cfg`` differs from the config ``folder`` was made with (keys that do not change the bytes aside)."""
     saved_config, _ = _read_saved(folder)
-    return _differences(_without_runtime_keys(saved_config), _without_runtime_keys(cfg.to_dict()))
+    return config_differences(without_runtime_keys(saved_config), without_runtime_keys(cfg.to_dict()))
 
 
 def _clear(folder: Path) -> None:
@@ -100,7 +68,7 @@ def _clear(folder: Path) -> None:
 def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: bool) -> str:
     """Create or check the output folder (its lock held); returns 'new', 'resume' or 'overwrite'."""
     folder = Path(cfg.output_folder)
-    current = _without_runtime_keys(cfg.to_dict())
+    current = without_runtime_keys(cfg.to_dict())
     state = "new"
     contents = [p for p in folder.iterdir() if not (is_temporary(p) or is_lock_file(p))] if folder.is_dir() else []
     if contents:
@@ -110,8 +78,8 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
                 "generate_variations.py; choose another folder"
             )
         saved_config, saved_generation = _read_saved(folder)
-        changes = _differences(_without_runtime_keys(saved_config), current)
-        changes += _differences(saved_generation, generation) if saved_generation else []
+        changes = config_differences(without_runtime_keys(saved_config), current)
+        changes += config_differences(saved_generation, generation) if saved_generation else []
         if overwrite:
             _clear(folder)
             shutil.rmtree(sources_folder(folder), ignore_errors=True)
