@@ -20,9 +20,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
 from torchvision.transforms.v2.functional import InterpolationMode, resize
-from tqdm import tqdm
 
 from utils.errors import UserError, first_line
+from utils.progress import progress
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 PROGRESS_DELAY = 2.0  # seconds before the header check shows a progress bar (small folders stay quiet)
@@ -204,8 +204,8 @@ def check_images(samples: Iterable[tuple[str, int]], workers: int = 0, show_prog
         collate_fn=_count,
         generator=torch.Generator(),  # its own: iterating must not draw from the run's seeded global RNG
     )
-    with tqdm(
-        total=len(paths), desc="checking images", unit="img", delay=PROGRESS_DELAY, disable=not show_progress
+    with progress(
+        total=len(paths), desc="checking images", unit="img", delay=PROGRESS_DELAY, show=show_progress
     ) as bar:
         for checked in loader:
             bar.update(checked)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from datasets.image_folder import read_rgb, scan_image_folder
 from demo.dataset import CLASSES, draw_keyed
 from utils.errors import UserError
+from utils.progress import progress
 
 SHAPES = "shapes"  # DiffusionTraining.data value meaning the demo's generator (anything else is a folder)
 CHECK_IMAGES = 64  # held-out images for the loss reported at the end (and in the model card)
@@ -78,7 +78,7 @@ class FolderImages:
             f"images {chosen.start}–{chosen.stop - 1} of each of the {len(by_class)} classes of `{root}` "
             f"({len(self.paths):,} images, ImageFolder order){', randomly flipped' if flip else ''}"
         )
-        paths = tqdm(self.paths, desc="decoding", unit="img", disable=not show_progress, delay=2.0)
+        paths = progress(self.paths, desc="decoding", unit="img", show=show_progress, delay=2.0)
         self.pixels = np.stack([read_rgb(path, size) for path in paths])
 
     def batch(self, step: int, batch_size: int) -> torch.Tensor:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from demo.diffusion_data import SHAPES, FolderImages, ShapeImages
 from utils.atomic_io import atomic_path
 from utils.errors import TrainingError, UserError
+from utils.progress import on_terminal, progress
 
 ATTENTION_SIDE = 8  # self-attention only at the level whose feature maps are 8×8 pixels: cheap on a CPU
 
@@ -198,12 +198,12 @@ def train(
     A bar on a terminal; elsewhere (a log file) one plain line per checkpoint. ``on_checkpoint`` runs after
     each checkpoint is written (e.g. to export the weights so far).
     """
-    terminal = show_progress and sys.stderr.isatty()
+    terminal = show_progress and on_terminal()
     trainer = Trainer(settings, device, show_progress)
     checkpoint = paths.state_dir / "checkpoint.pt"
     if checkpoint.is_file():
         trainer.restore(checkpoint)
-    bar = tqdm(total=settings.steps, initial=trainer.step, desc="ddpm", unit="step", disable=not terminal)
+    bar = progress(total=settings.steps, initial=trainer.step, desc="ddpm", unit="step", show=terminal)
     started, cpu_started = time.perf_counter() - trainer.seconds, time.process_time() - trainer.cpu_seconds
     while trainer.step < settings.steps:
         loss = trainer.train_step()

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from models.classifier_factory import split_outputs
 from training.compute import Compute
@@ -25,6 +24,7 @@ from utils.distributed import (
     without_ddp,
 )
 from utils.errors import TrainingError
+from utils.progress import progress
 from utils.stop_signals import GracefulStop, StopRequested
 from utils.tracking import MetricsLog
 
@@ -70,7 +70,8 @@ class EpochHooks:
 
 
 def _progress(loader, description: str, show: bool):
-    return tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=not (show and is_main_process()))
+    """A bar on a terminal; off one, nothing (each epoch ends with its own log line)."""
+    return progress(loader, desc=description, show=show and is_main_process(), lines=False, leave=False)
 
 
 def train_one_epoch(

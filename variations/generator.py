@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils.atomic_io import atomic_write_png
 from utils.image_tensors import to_uint8_array
+from utils.progress import progress
 from variations.backends import SourceBatch, VariationBackend
 from variations.color_transfer import transfer_colors
 from variations.output_plan import OutputLayout, PlannedImage, variation_seed
@@ -147,7 +147,7 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
     )
     writer = _Writer()
     started = time.perf_counter()
-    bar = tqdm(total=len(pending), desc="variations", unit="img", dynamic_ncols=True, disable=not job.show_progress)
+    bar = progress(total=len(pending), desc="variations", unit="img", show=job.show_progress)
     try:
         for indices, images in loader:
             items = [by_index[index] for index in indices]
