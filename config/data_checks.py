@@ -16,14 +16,23 @@ from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
 from utils.errors import UserError
 from variations.output_folder import sources_folder
 
+MIN_CLASSES = 2  # a classifier, a backdoor target and a poisoned test set need another class
+
 
 def _class_folders(root: Path, key: str) -> list[str]:
     if not Path(root).is_dir():
         raise UserError(f"{key}: folder not found: {root}")
     try:
-        return list_class_folders(root)
+        classes = list_class_folders(root)
     except UserError as err:
         raise UserError(f"{key}: {err}") from err
+    if len(classes) < MIN_CLASSES:
+        found = f" ({', '.join(classes)})" if classes else ""
+        raise UserError(
+            f"{key}: {root} has {len(classes)} class folder{'' if len(classes) == 1 else 's'}{found}; "
+            f"a classification task needs at least {MIN_CLASSES}"
+        )
+    return classes
 
 
 def _writable_folder(path: Path, key: str) -> None:

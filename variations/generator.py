@@ -21,6 +21,7 @@ from tqdm import tqdm
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils.atomic_io import atomic_write_png
 from utils.image_tensors import to_uint8_array
+from utils.stop_signals import ignore_stop_signals
 from variations.backends import SourceBatch, VariationBackend
 from variations.color_transfer import transfer_colors
 from variations.output_plan import OutputLayout, PlannedImage, variation_seed
@@ -143,6 +144,7 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
         batch_size=job.batch_size,
         num_workers=job.num_workers,
         collate_fn=_keep_as_lists,
+        worker_init_fn=ignore_stop_signals,  # Ctrl-C reaches the whole process group; the main process stops
         persistent_workers=False,
     )
     writer = _Writer()
