@@ -16,21 +16,21 @@ from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
 from utils.errors import UserError
 from variations.output_folder import sources_folder
 
-MIN_CLASSES = 2  # a classifier, a backdoor target and a poisoned test set need another class
+MIN_CLASSES = 2  # a classifier needs two classes, and a backdoor sends images of one class to another
 
 
-def _class_folders(root: Path, key: str) -> list[str]:
+def _class_folders(root: Path, key: str, minimum: int = MIN_CLASSES) -> list[str]:
     if not Path(root).is_dir():
         raise UserError(f"{key}: folder not found: {root}")
     try:
         classes = list_class_folders(root)
     except UserError as err:
         raise UserError(f"{key}: {err}") from err
-    if len(classes) < MIN_CLASSES:
+    if len(classes) < minimum:
         found = f" ({', '.join(classes)})" if classes else ""
         raise UserError(
             f"{key}: {root} has {len(classes)} class folder{'' if len(classes) == 1 else 's'}{found}; "
-            f"a classification task needs at least {MIN_CLASSES}"
+            f"a classifier and a backdoor need at least {minimum}"
         )
     return classes
 
@@ -98,7 +98,8 @@ def check_training_data(cfg) -> None:
 
 def check_variation_data(cfg) -> None:
     """Variation configs: the source folder, the target index and the trigger files."""
-    classes = _class_folders(cfg.dataset.root, "dataset.root")
+    # without a backdoor block the generator only regenerates images: one class folder is enough then
+    classes = _class_folders(cfg.dataset.root, "dataset.root", MIN_CLASSES if cfg.backdoor is not None else 1)
     _target_in_range(cfg.backdoor, classes, "dataset.root")
     _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.output_folder, "output_folder")

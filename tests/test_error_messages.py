@@ -20,7 +20,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from config.cli import run_training_script
-from config.schema import StudentConfig, TeacherConfig
+from config.loading import load_config
+from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from models.checkpoint import METADATA_KEY
 from models.teacher_reference import load_teacher, resolve_teacher
 from tests.conftest import REPO, make_image_folder, script_env, teacher_config_dict, write_config
@@ -29,6 +30,8 @@ from training.roles import StudentRole, TeacherRole
 from training.run_directory import create_run_dir
 from utils.atomic_io import atomic_write_json
 from utils.errors import UserError
+from variations.completeness import variations_complete
+from variations.output_folder import SIZES_KEY
 
 
 def strict_json(path: Path):
@@ -330,3 +333,17 @@ def test_resuming_a_student_run_with_the_teacher_script_names_the_right_script(t
     code = run_training_script(StudentConfig, StudentRole(), "student", ["--resume", str(run_dir)])
     line = one_error_line(capsys.readouterr().err)
     assert code == 2 and "a teacher run" in line and "train_teacher.py --resume" in line
+
+
+def test_a_folder_made_before_sizes_were_recorded_still_resumes(tmp_path, capsys, image_data):
+    out = tmp_path / "out"
+    config = classical_config(image_data["train"], out)
+    code, err = generate(tmp_path, capsys, config)
+    assert code == 0, err
+    generation = json.loads((out / "generation.json").read_text())
+    del generation[SIZES_KEY]
+    (out / "generation.json").write_text(json.dumps(generation))
+    assert variations_complete(load_config(VariationConfig, write_config(tmp_path / "v.yaml", config)))
+    code, err = generate(tmp_path, capsys, config)
+    assert code == 0, err
+    assert SIZES_KEY in json.loads((out / "generation.json").read_text())

@@ -79,6 +79,10 @@ class SourceImages(Dataset):
         return index, self.dataset.load(index).image
 
 
+def _init_worker(worker_id: int) -> None:
+    ignore_stop_signals()  # Ctrl-C reaches the whole process group; the main process stops the run
+
+
 def _keep_as_lists(batch):
     indices, images = zip(*batch, strict=True)
     return list(indices), list(images)
@@ -144,7 +148,7 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
         batch_size=job.batch_size,
         num_workers=job.num_workers,
         collate_fn=_keep_as_lists,
-        worker_init_fn=ignore_stop_signals,  # Ctrl-C reaches the whole process group; the main process stops
+        worker_init_fn=_init_worker,
         persistent_workers=False,
     )
     writer = _Writer()
