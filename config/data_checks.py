@@ -19,7 +19,7 @@ from variations.output_folder import sources_folder
 MIN_CLASSES = 2  # a classifier needs two classes, and a backdoor sends images of one class to another
 
 
-def _class_folders(root: Path, key: str, minimum: int = MIN_CLASSES) -> list[str]:
+def _class_folders(root: Path, key: str, minimum: int = MIN_CLASSES, needs: str = "a classifier needs") -> list[str]:
     if not Path(root).is_dir():
         raise UserError(f"{key}: folder not found: {root}")
     try:
@@ -30,7 +30,7 @@ def _class_folders(root: Path, key: str, minimum: int = MIN_CLASSES) -> list[str
         found = f" ({', '.join(classes)})" if classes else ""
         raise UserError(
             f"{key}: {root} has {len(classes)} class folder{'' if len(classes) == 1 else 's'}{found}; "
-            f"a classifier and a backdoor need at least {minimum}"
+            f"{needs} at least {minimum}"
         )
     return classes
 
@@ -99,7 +99,10 @@ def check_training_data(cfg) -> None:
 def check_variation_data(cfg) -> None:
     """Variation configs: the source folder, the target index and the trigger files."""
     # without a backdoor block the generator only regenerates images: one class folder is enough then
-    classes = _class_folders(cfg.dataset.root, "dataset.root", MIN_CLASSES if cfg.backdoor is not None else 1)
+    minimum = MIN_CLASSES if cfg.backdoor is not None else 1
+    classes = _class_folders(
+        cfg.dataset.root, "dataset.root", minimum, "a backdoor (it relabels to another class) needs"
+    )
     _target_in_range(cfg.backdoor, classes, "dataset.root")
     _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.output_folder, "output_folder")

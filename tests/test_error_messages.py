@@ -201,7 +201,7 @@ GENERATOR_STOPPED_BY_SIGTERM = textwrap.dedent(
 )
 
 
-def test_sigterm_to_the_generator_says_stopped_and_releases_its_lock(tmp_path, image_data):
+def test_sigterm_to_the_generator_says_stopped_and_releases_its_lock(tmp_path, capsys, image_data):
     out = tmp_path / "out"
     config = write_config(tmp_path / "v.yaml", classical_config(image_data["train"], out))
     script = tmp_path / "stopped_generator.py"
@@ -216,10 +216,8 @@ def test_sigterm_to_the_generator_says_stopped_and_releases_its_lock(tmp_path, i
     assert list(out.glob(".lock-part-*")) == []
     written = len(list(out.rglob("*.png")))
     assert 4 <= written < 18  # the first batch at least, never the whole folder
-    again = subprocess.run(
-        [sys.executable, "generate_variations.py", "-c", str(config)], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert again.returncode == 0, again.stderr
+    code, err = generate(tmp_path, capsys, classical_config(image_data["train"], out))  # the same command goes on
+    assert code == 0, err
     assert len(list(out.rglob("*.png"))) == 18 and list(out.glob(".lock-part-*")) == []
 
 
@@ -262,35 +260,39 @@ def test_a_teacher_with_non_finite_weights_is_named_not_blamed_on_the_learning_r
     assert code == 2 and "not finite" in line and str(checkpoint) in line and "learning rate" not in line
 
 
-SAME_RUN = textwrap.dedent(
-    """
-    import sys
-    from config.cli import run_training_script
-    from config.schema import TeacherConfig
-    from training.roles import TeacherRole
-    sys.exit(run_training_script(TeacherConfig, TeacherRole(), "teacher", sys.argv[1:]))
-    """
-)
+def header(path: Path) -> bytes:
+    length = int.from_bytes(path.read_bytes()[:8], "little")
+    return path.read_bytes()[8 : 8 + length]
 
 
-def test_identical_runs_write_identical_checkpoint_bytes(tmp_path, image_data):
-    """Safetensors writes its header's metadata in a random order per process: two processes are needed."""
-    script = tmp_path / "teacher.py"
-    script.write_text(SAME_RUN)
-    env = script_env(tmp_path) | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    files = []
-    for attempt in range(3):
-        runs = tmp_path / f"runs{attempt}"
-        config = write_config(tmp_path / f"t{attempt}.yaml", teacher_config_dict(image_data, runs))
-        done = subprocess.run(
-            [sys.executable, str(script), "-c", str(config)], cwd=REPO, env=env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        (run_dir,) = runs.iterdir()
-        files.append((run_dir / "model.safetensors").read_bytes())
-    assert files[0] == files[1] == files[2]
-    with safe_open(str(run_dir / "model.safetensors"), framework="pt") as handle:
+def test_identical_runs_write_identical_checkpoint_bytes(tmp_path, monkeypatch):
+    """safetensors keeps the header's metadata in a hash map whose order changes from one process to the next
+    (three teacher processes wrote two orders); here the other process's order is made on purpose."""
+    import models.checkpoint as checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    checkpoint.save_checkpoint(tmp_path / "a.safetensors", model, {"architecture": "test_resnet"})
+    real_save_file = checkpoint.save_file
+
+    def save_file_in_another_order(tensors, filename, metadata):
+        real_save_file(tensors, filename, metadata=metadata)
+        data = Path(filename).read_bytes()
+        length = int.from_bytes(data[:8], "little")
+        parsed = json.loads(data[8 : 8 + length])
+        parsed["__metadata__"] = dict(reversed(list(parsed["__metadata__"].items())))
+        text = json.dumps(parsed, separators=(",", ":")).encode().ljust(length)
+        Path(filename).write_bytes(data[:8] + text + data[8 + length :])
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file_in_another_order)
+    checkpoint.save_checkpoint(tmp_path / "b.safetensors", model, {"architecture": "test_resnet"})
+    assert header(tmp_path / "a.safetensors").index(b'"backdoor_defense"') < header(tmp_path / "a.safetensors").index(
+        b'"format"'
+    )
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    with safe_open(str(tmp_path / "b.safetensors"), framework="pt") as handle:
         assert json.loads(handle.metadata()[METADATA_KEY])["architecture"] == "test_resnet"
+        assert torch.equal(handle.get_tensor("weight"), model.weight.detach())
 
 
 def test_a_source_image_edited_in_place_is_noticed_on_resume(tmp_path, capsys, image_data):
