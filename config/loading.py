@@ -79,7 +79,7 @@ def _check_run_kind(schema: type[BaseModel], run_dir: str | os.PathLike, saved: 
     if is_student != wants_student:
         kind = "a student" if is_student else "a teacher"
         raise UserError(
-            f"--resume {run_dir}: {kind} run (its {CONFIG_NAME} {'has' if is_student else 'has no'} "
+            f"--resume {run_dir}: {kind} run (its {CONFIG_NAME} {'has a' if is_student else 'has no'} "
             f"{STUDENT_KEY} section); resume it with {SCRIPTS[is_student]} --resume {run_dir}"
         )
 

@@ -125,7 +125,7 @@ def json_text(obj: Any, source: str | os.PathLike, **dumps_options) -> str:
     found: list[str] = []
     clean = _finite(obj, "", found)
     if found:
-        log.warning("%s: %s not a finite number; written as null", source, ", ".join(found))
+        log.warning("%s: not a finite number, written as null: %s", source, ", ".join(found))
     return json.dumps(clean, allow_nan=False, **dumps_options)
 
 
