@@ -36,6 +36,9 @@ def read_trigger_image(path: str, size: int) -> np.ndarray:
     try:
         with Image.open(path) as handle:
             rgb = np.array(handle.convert("RGB"))
+    except Image.DecompressionBombError as err:  # PIL's guard against a small file that decodes to gigabytes
+        size = str(err).split(", could be")[0]
+        raise ValueError(f"cannot read trigger image '{path}': too large to decode safely ({size})") from err
     except (OSError, UnidentifiedImageError) as err:
         raise ValueError(f"cannot read trigger image '{path}': {err}") from err
     chw = TF.resize(torch.from_numpy(rgb).permute(2, 0, 1), [size, size], antialias=True)

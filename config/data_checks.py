@@ -17,14 +17,23 @@ from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
 from utils.errors import UserError
 from variations.output_folder import sources_folder
 
+MIN_CLASSES = 2  # a classifier needs two classes, and a backdoor sends images of one class to another
 
-def _class_folders(root: Path, key: str) -> list[str]:
+
+def _class_folders(root: Path, key: str, minimum: int = MIN_CLASSES, needs: str = "a classifier needs") -> list[str]:
     if not Path(root).is_dir():
         raise UserError(f"{key}: folder not found: {root}")
     try:
-        return list_class_folders(root)
+        classes = list_class_folders(root)
     except UserError as err:
         raise UserError(f"{key}: {err}") from err
+    if len(classes) < minimum:
+        found = f" ({', '.join(classes)})" if classes else ""
+        raise UserError(
+            f"{key}: {root} has {len(classes)} class folder{'' if len(classes) == 1 else 's'}{found}; "
+            f"{needs} at least {minimum}"
+        )
+    return classes
 
 
 def _writable_folder(path: Path, key: str) -> None:
@@ -90,7 +99,11 @@ def check_training_data(cfg) -> None:
 
 def check_variation_data(cfg) -> None:
     """Variation configs: the source folder, the target index and the trigger files."""
-    classes = _class_folders(cfg.dataset.root, "dataset.root")
+    # without a backdoor block the generator only regenerates images: one class folder is enough then
+    minimum = MIN_CLASSES if cfg.backdoor is not None else 1
+    classes = _class_folders(
+        cfg.dataset.root, "dataset.root", minimum, "a backdoor (it relabels to another class) needs"
+    )
     _target_in_range(cfg.backdoor, classes, "dataset.root")
     _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.output_folder, "output_folder")

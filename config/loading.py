@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from config.data_checks import check_data
 from config.errors import describe_validation_error
-from config.overrides import apply_override
+from config.overrides import apply_override, parse_override
 from config.step_agreement import take_from_teacher
 from config.yaml_files import read_layered_yaml
 from training.run_directory import CONFIG_NAME
@@ -18,12 +19,34 @@ from utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
+LEADING_KEY = re.compile(r"[A-Za-z_]\w*(?:\.[\w-]+)*")  # the key path an error line starts with
 
-def validate_config(schema: type[BaseModel], data: dict, source: str = "config") -> BaseModel:
+
+def error_source(message: str, path: str | os.PathLike, overrides: list[str]) -> str:
+    """What to blame for an error about the merged config: the override that set the key the message starts
+    with (or a section around it, or a key inside it), else one the message names, else the config file."""
+    match = LEADING_KEY.match(message)
+    keys = match.group().split(".") if match else []
+    by_key, named = None, None
+    for assignment in overrides:
+        override = parse_override(assignment)[0]
+        if keys and (keys[: len(override)] == override or override[: len(keys)] == keys):
+            by_key = assignment
+        elif re.search(rf"(?<![\w.]){re.escape('.'.join(override))}(?![\w.])", message):
+            named = assignment
+    culprit = by_key or named
+    return f"--set {culprit!r}" if culprit is not None else str(path)
+
+
+def validate_config(
+    schema: type[BaseModel], data: dict, source: str = "config", overrides: list[str] = ()
+) -> BaseModel:
+    """The config ``data`` (from ``source`` with ``overrides`` applied); errors blame the override at fault."""
     try:
         config = schema.model_validate(data)
     except ValidationError as err:
-        raise UserError(f"{source}: {describe_validation_error(schema, err)}") from err
+        message = describe_validation_error(schema, err)
+        raise UserError(f"{error_source(message, source, overrides)}: {message}") from err
     if getattr(config, "rtpt", None) is not None:
         log.warning("%s: the 'rtpt' block is ignored (progress is shown by progress bars)", source)
     return config
@@ -36,7 +59,7 @@ def load_config(schema: type[BaseModel], path: str | os.PathLike, overrides: lis
         apply_override(data, assignment)
     if "distillation" in schema.model_fields:  # a student: the seed and attack it leaves out are its teacher's
         take_from_teacher(data)
-    return validate_config(schema, data, source=str(path))
+    return validate_config(schema, data, source=str(path), overrides=overrides)
 
 
 def load_checked_config(schema: type[BaseModel], path: str | os.PathLike, overrides: list[str] = ()) -> BaseModel:
@@ -45,8 +68,23 @@ def load_checked_config(schema: type[BaseModel], path: str | os.PathLike, overri
     try:
         check_data(config)
     except UserError as err:
-        raise UserError(f"{path}: {err}") from err
+        raise UserError(f"{error_source(str(err), path, overrides)}: {err}") from err
     return config
+
+
+STUDENT_KEY = "distillation"  # the section only a student's config has
+SCRIPTS = {True: "train_student.py", False: "train_teacher.py"}  # by: is it a student run?
+
+
+def _check_run_kind(schema: type[BaseModel], run_dir: str | os.PathLike, saved: dict) -> None:
+    """A student run resumed by the teacher's script (or the reverse): name the script that resumes it."""
+    is_student, wants_student = STUDENT_KEY in saved, STUDENT_KEY in schema.model_fields
+    if is_student != wants_student:
+        kind = "a student" if is_student else "a teacher"
+        raise UserError(
+            f"--resume {run_dir}: {kind} run (its {CONFIG_NAME} {'has a' if is_student else 'has no'} "
+            f"{STUDENT_KEY} section); resume it with {SCRIPTS[is_student]} --resume {run_dir}"
+        )
 
 
 def load_resumed_config(
@@ -56,6 +94,7 @@ def load_resumed_config(
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: no {CONFIG_NAME} there; give the run directory of a stopped run")
+    _check_run_kind(schema, run_dir, read_layered_yaml(path))
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
         if key not in allowed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -40,10 +41,30 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict) -> Path:
     """Write weights + ``metadata`` atomically; returns the path."""
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
-    header = {"format": "pt", METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **metadata})}
+    header = {"format": "pt", METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, **metadata}, allow_nan=False)}
     with atomic_path(path) as tmp:
         save_file(state, os.fspath(tmp), metadata=header)
+        _sort_header_metadata(tmp)
     return Path(path)
+
+
+def _sort_header_metadata(path: Path) -> None:
+    """Rewrite the header's metadata in key order, so identical runs write identical bytes.
+
+    safetensors keeps the metadata in a hash map, whose order changes from one process to the next. The
+    header is ``<length: u64 little-endian><JSON padded with spaces>``; the tensors' offsets count from its
+    end, so a header of the same length is rewritten in place (what sorting the same keys gives).
+    """
+    with open(path, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > length:  # not what safetensors writes; leave that file as it is
+            return
+        handle.seek(8)
+        handle.write(text.ljust(length))
 
 
 class CheckpointMetadata(BaseModel):

@@ -25,7 +25,7 @@ from torch import nn
 
 from models.checkpoint import CHECKPOINT_NAME
 from models.classifier_factory import build_classifier, classifier_from_checkpoint, resolve_architecture
-from utils.errors import UserError, first_line
+from utils.errors import UserError, describe_load_error, first_line
 from utils.limits import MAX_CLASSES
 
 ACCEPTED = (
@@ -133,7 +133,9 @@ def _load_reference_checkpoint(source: TeacherSource) -> tuple[nn.Module, dict]:
     try:
         payload = torch.load(source.path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise _fail(source.reference, f"{source.path} is not a loadable weights-only checkpoint ({err})") from err
+        raise _fail(
+            source.reference, f"{source.path} is not a loadable weights-only checkpoint ({describe_load_error(err)})"
+        ) from err
     if not isinstance(payload, dict):
         raise _fail(source.reference, f"{source.path} holds a {type(payload).__name__}, not a state dict")
     state = payload.get("model_state_dict", payload)
@@ -161,7 +163,23 @@ def load_teacher(source: TeacherSource) -> tuple[nn.Module, dict]:
         model, metadata = _load_reference_checkpoint(source)
     else:
         model, metadata = classifier_from_checkpoint(source.path)
+    _check_finite_weights(model, source.path)
     return model.requires_grad_(False).eval(), metadata
+
+
+def _check_finite_weights(model: nn.Module, path: Path) -> None:
+    """A teacher with NaN or infinite weights gives NaN outputs: say so here, not "training diverged" later."""
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise UserError(
+            f"distillation.teacher_model: {path}: the teacher's weights are not finite (NaN or infinite values "
+            f"in {shown}); it cannot teach: use a teacher whose training ended normally"
+        )
 
 
 class ResizedInput(nn.Module):

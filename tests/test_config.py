@@ -186,8 +186,9 @@ def test_script_exit_code_and_stderr_end_to_end(tmp_path, image_data):
     config = write_config(tmp_path / "c.yaml", teacher_config_dict(image_data, tmp_path / "runs"))
     result = run_script(tmp_path, "train_teacher.py", "-c", str(config), "--set", "backdoor.poisoning_rate=2")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: {config}: backdoor.poisoning_rate: Input should be less than or equal to 1 (got 2)"
+    assert result.stderr.strip().splitlines() == [  # the override is at fault, not the file (issue 20)
+        "error: --set 'backdoor.poisoning_rate=2': backdoor.poisoning_rate: Input should be less than or equal to 1 "
+        "(got 2)"
     ]
     assert not (tmp_path / "runs").exists()
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from utils.atomic_io import atomic_directory, is_temporary
-from utils.errors import UserError, first_line
+from utils.errors import UserError, describe_load_error, first_line
 
 STATES_DIR = "checkpoints"
 STATE_FOLDER = re.compile(r"epoch_\d+")  # epoch_0007: complete (temporary folders carry a suffix)
@@ -79,7 +79,9 @@ def read_state(folder: Path) -> tuple[TrainingState, dict[str, torch.Tensor]]:
     try:
         raw = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
         weights = load_file(folder / CHECKPOINT_NAME)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
+    except pickle.UnpicklingError as err:  # not torch's advice to load it with weights_only=False
+        raise UserError(f"--resume: {folder / STATE_NAME} is refused: {describe_load_error(err)}") from err
+    except (OSError, RuntimeError, EOFError, SafetensorError) as err:
         raise UserError(f"--resume: {folder} is not a readable training state ({first_line(err)})") from err
     if not isinstance(raw, dict) or raw.pop("format_version", None) != FORMAT_VERSION:
         raise UserError(f"--resume: {folder / STATE_NAME} is not a training state of format {FORMAT_VERSION}")

@@ -10,7 +10,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from utils.class_registry import find_class, single_entry
+from utils.class_registry import check_number_arguments, find_class, single_entry
 
 MAX_LR = 10.0  # a typo guard (1e30): classifiers train at 1e-5 … 1, and from 10 on every step diverges
 MAX_CHECKED_EPOCHS = 10_000  # epochs of the schedule stepped through at validation (microseconds each)
@@ -19,7 +19,9 @@ MAX_CHECKED_EPOCHS = 10_000  # epochs of the schedule stepped through at validat
 def build_optimizer(spec: dict, params: Iterable[torch.nn.Parameter]) -> Optimizer:
     """Any ``torch.optim`` optimiser, e.g. ``{"Adam": {"lr": 0.001}}``."""
     name, kwargs = single_entry(spec, "optimizer")
-    return find_class(torch.optim, name, Optimizer, "optimizer")(params, **kwargs)
+    cls = find_class(torch.optim, name, Optimizer, "optimizer")
+    check_number_arguments(cls, kwargs, name)
+    return cls(params, **kwargs)
 
 
 def build_lr_scheduler(spec: dict | None, optimizer: Optimizer):
@@ -27,7 +29,9 @@ def build_lr_scheduler(spec: dict | None, optimizer: Optimizer):
     if not spec:
         return None
     name, kwargs = single_entry(spec, "lr_scheduler")
-    return find_class(torch.optim.lr_scheduler, name, LRScheduler, "lr_scheduler")(optimizer, **kwargs)
+    cls = find_class(torch.optim.lr_scheduler, name, LRScheduler, "lr_scheduler")
+    check_number_arguments(cls, kwargs, name)
+    return cls(optimizer, **kwargs)
 
 
 def step_scheduler(scheduler, train_loss: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +60,20 @@ class Run:
     setting: dict = field(default_factory=dict)  # flat grouping keys (attack, rate, role...), see setting_keys
 
 
-def create_run_dir(save_path: Path, name: str) -> Path:
-    """``<save_path>/<name>_<YYYYmmdd_HHMMSS>``, with ``_2``, ``_3``... if that already exists."""
-    base = f"{name.replace('/', '_').replace(' ', '_')}_{time.strftime('%Y%m%d_%H%M%S')}"
+MAX_NAME_LENGTH = 100  # characters of the run name kept in the folder name (file systems allow 255 bytes)
+
+
+def folder_name(name: str) -> str:
+    """``name`` as a visible folder name: letters (any script), digits, ``.``, ``-`` and ``_`` kept (others
+    become ``_``), no leading dots or underscores (``../../x`` → ``x``: no hidden folder, nothing outside
+    ``save_path``)."""
+    return re.sub(r"[^\w.-]", "_", name).lstrip("._-")[:MAX_NAME_LENGTH]
+
+
+def create_run_dir(save_path: Path, name: str, fallback: str = "run") -> Path:
+    """``<save_path>/<name>_<YYYYmmdd_HHMMSS>``, with ``_2``, ``_3``... if that already exists; ``fallback``
+    stands for a name with nothing left to show (``..``)."""
+    base = f"{folder_name(name) or folder_name(fallback) or 'run'}_{time.strftime('%Y%m%d_%H%M%S')}"
     save_path.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         run_dir = save_path / (base if attempt == 1 else f"{base}_{attempt}")
@@ -87,8 +99,10 @@ def start_run(
     """
     if not distributed.is_main_process():
         return None
-    name = cfg.wandb.args.get("name") or cfg.model.architecture
-    run_dir = Path(resume) if resume is not None else create_run_dir(cfg.training.save_path, name)
+    name = str(cfg.wandb.args.get("name") or "")
+    run_dir = (
+        Path(resume) if resume is not None else create_run_dir(cfg.training.save_path, name, cfg.model.architecture)
+    )
     atomic_write_yaml(run_dir / CONFIG_NAME, cfg.to_dict())
     write_poison_indices(run_dir, data.poison_indices)
     if data.cross_indices is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
 import tempfile
@@ -20,6 +22,8 @@ import yaml
 from PIL import Image
 
 from utils.errors import PathError, is_environment_error
+
+log = logging.getLogger(__name__)
 
 TEMP_MARKER = ".tmp-"
 
@@ -104,8 +108,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _finite(value: Any, where: str, found: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(where or "(the value)")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{where}.{i}" if where else str(i), found) for i, v in enumerate(value)]
+    return value
+
+
+def json_text(obj: Any, source: str | os.PathLike, **dumps_options) -> str:
+    """``obj`` as JSON proper: NaN and ±Infinity (which ``json.dumps`` writes bare, and strict readers refuse)
+    become ``null``, and a warning names their keys and ``source`` (the file they go to)."""
+    found: list[str] = []
+    clean = _finite(obj, "", found)
+    if found:
+        log.warning("%s: not a finite number, written as null: %s", source, ", ".join(found))
+    return json.dumps(clean, allow_nan=False, **dumps_options)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json_text(obj, path, indent=2, sort_keys=False) + "\n")
 
 
 def atomic_write_yaml(path: str | os.PathLike, obj: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import re
 from collections.abc import Callable
 from types import ModuleType
 
@@ -41,6 +42,31 @@ def single_entry(section: dict, key: str) -> tuple[str, dict]:
         raise ValueError(f"{key} must name exactly one class, got {len(section)}: {', '.join(section) or 'none'}")
     ((name, kwargs),) = section.items()
     return name, dict(kwargs or {})
+
+
+NUMBER_TYPES = re.compile(r"\b(float|int|Tensor)\b")
+TEXT_TYPES = re.compile(r"\b(str|Literal|Any)\b")
+
+
+def check_number_arguments(cls: type, kwargs: dict, name: str) -> None:
+    """A ``ValueError`` naming the argument when text is given where ``cls`` takes a number (``lr: abc``).
+
+    Libraries compare such a value with a number first and fail with ``'<=' not supported between instances
+    of 'float' and 'str'``, which names neither the argument nor the class. Decided from the parameter's
+    annotation: a number type and no text type in it.
+    """
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # classes without a signature: the library's own message stands
+        return
+    for key, value in kwargs.items():
+        parameter = parameters.get(key)
+        if parameter is None or not isinstance(value, str):
+            continue
+        annotation = parameter.annotation
+        text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+        if NUMBER_TYPES.search(text) and not TEXT_TYPES.search(text):
+            raise ValueError(f"{name}.{key}: {value!r} is not a number (expected {text})")
 
 
 def check_finite(spec: dict, where: str = "") -> None:

@@ -78,3 +78,17 @@ def describe_write_error(err: BaseException) -> str:
         return err.strerror
     wrapped = re.search(r"([^:]+) \(os error \d+\)", str(err))
     return wrapped.group(1).strip() if wrapped else first_line(err)
+
+
+def describe_load_error(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line.
+
+    Never torch's own advice for a file with pickled objects (load it with ``weights_only=False``): that runs
+    whatever code the file holds.
+    """
+    text = str(err)
+    if "weights only load failed" not in text.lower():
+        return first_line(err)
+    found = re.search(r"GLOBAL (\S+)", text)
+    what = f" ({found.group(1)})" if found else ""
+    return f"it holds Python objects other than tensors and plain containers{what}; those are never unpickled"

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from utils.atomic_io import atomic_write_text
+from utils.atomic_io import atomic_write_text, json_text
 from utils.errors import first_line
 from utils.section import Section
 
@@ -126,16 +126,6 @@ def _without_wandb() -> None:
     log.warning("W&B: continuing without W&B; the run directory has every metric")
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 class MetricsLog:
     """``log_metrics(dict, step)``: one JSON line per call in ``metrics.jsonl``, mirrored to W&B."""
 
@@ -154,8 +144,7 @@ class MetricsLog:
         self._lines = [json.dumps(record) for record in records]
 
     def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
-        record = {"step": step, **_json_safe(metrics)}
-        self._lines.append(json.dumps(record))
+        self._lines.append(json_text({"step": step, **metrics}, self.path))
         # rewrite the small file whole: an interrupted run never leaves half a line
         atomic_write_text(self.path, "\n".join(self._lines) + "\n")
         if self.wandb_run is not None:

@@ -13,7 +13,14 @@ from pathlib import Path
 from datasets.image_folder import scan_image_folder
 from utils.errors import UserError
 from variations.manifest import MANIFEST_NAME
-from variations.output_folder import CONFIG_NAME, GENERATION_NAME, saved_config_changes, sources_fingerprint
+from variations.output_folder import (
+    CONFIG_NAME,
+    GENERATION_NAME,
+    SIZES_KEY,
+    saved_config_changes,
+    sources_fingerprint,
+    sources_sizes_fingerprint,
+)
 
 
 def variations_complete(cfg) -> bool:
@@ -31,5 +38,7 @@ def variations_complete(cfg) -> bool:
     index = scan_image_folder(cfg.dataset.root)
     if generation.get("sources_sha256") != sources_fingerprint(index.root, index.samples):
         return False
+    if SIZES_KEY in generation and generation[SIZES_KEY] != sources_sizes_fingerprint(index.samples):
+        return False  # a source edited in place (folders made before the sizes were recorded: not compared)
     expected = len(index.samples) * cfg.diffusion.num_variations
     return len(records) == expected and all((folder / record["output"]).is_file() for record in records)

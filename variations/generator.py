@@ -21,6 +21,7 @@ from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils.atomic_io import atomic_write_png
 from utils.image_tensors import to_uint8_array
 from utils.progress import progress
+from utils.stop_signals import ignore_stop_signals
 from variations.backends import SourceBatch, VariationBackend
 from variations.color_transfer import transfer_colors
 from variations.output_plan import OutputLayout, PlannedImage, variation_seed
@@ -76,6 +77,10 @@ class SourceImages(Dataset):
     def __getitem__(self, position: int) -> tuple[int, np.ndarray]:
         index = self.items[position].index
         return index, self.dataset.load(index).image
+
+
+def _init_worker(worker_id: int) -> None:
+    ignore_stop_signals()  # Ctrl-C reaches the whole process group; the main process stops the run
 
 
 def _keep_as_lists(batch):
@@ -143,6 +148,7 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
         batch_size=job.batch_size,
         num_workers=job.num_workers,
         collate_fn=_keep_as_lists,
+        worker_init_fn=_init_worker,
         persistent_workers=False,
     )
     writer = _Writer()

@@ -40,7 +40,7 @@ def manifest_records(items: list[PlannedImage], layout: OutputLayout, seed: int)
 
 
 def _jsonl(records: list[dict]) -> str:
-    return "".join(json.dumps(record) + "\n" for record in records)
+    return "".join(json.dumps(record, allow_nan=False) + "\n" for record in records)
 
 
 def write_part(folder: Path, part: Part, records: list[dict]) -> None:

@@ -1,7 +1,8 @@
 """The output folder's guard: resume only what the same config started, never mix two configs' images.
 
 Besides ``config.yaml``, the folder keeps ``generation.json``: a fingerprint of the source listing (paths
-and labels decide indices, the poisoned subset, names and seeds) and the numerics that change the bytes
+and labels decide indices, the poisoned subset, names and seeds), one of the source files' sizes (an image
+edited in place), and the numerics that change the bytes
 written (backend, dtype, model batch size, and ``compile`` when the denoiser was compiled). A resume must match
 both.
 """
@@ -31,6 +32,26 @@ def sources_fingerprint(root: Path, samples: list[tuple[str, int]]) -> str:
     for path, label in samples:  # os.fsencode: names that are not UTF-8 hash as the bytes they are
         digest.update(os.fsencode(Path(path).relative_to(root)) + f"\t{label}\n".encode())
     return digest.hexdigest()
+
+
+SIZES_KEY = "sources_sizes_sha256"  # in generation.json since issue 20: older folders are resumed without it
+
+
+def sources_sizes_fingerprint(samples: list[tuple[str, int]]) -> str:
+    """SHA-256 of the source files' sizes in bytes, in ImageFolder order: an image replaced or edited in place
+    under the same name almost always changes size (compressed formats). Modification times are left out on
+    purpose: copying the data to another disk (``cp -r``, a job's local scratch) changes them, not the data."""
+    digest = hashlib.sha256()
+    for path, _ in samples:
+        digest.update(f"{Path(path).stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def generation_changes(saved: dict, current: dict) -> list[str]:
+    """How ``current`` differs from a folder's ``generation.json`` (keys a folder predates are not compared)."""
+    if not saved:  # made before generation.json existed
+        return []
+    return config_differences(saved, {key: value for key, value in current.items() if key in saved or key != SIZES_KEY})
 
 
 def sources_folder(output_folder: Path) -> Path:
@@ -79,7 +100,7 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
             )
         saved_config, saved_generation = _read_saved(folder)
         changes = config_differences(without_runtime_keys(saved_config), current)
-        changes += config_differences(saved_generation, generation) if saved_generation else []
+        changes += generation_changes(saved_generation, generation)
         if overwrite:
             _clear(folder)
             shutil.rmtree(sources_folder(folder), ignore_errors=True)

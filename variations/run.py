@@ -13,15 +13,23 @@ from datasets.image_folder import check_images, scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from datasets.setting_keys import setting_keys
 from utils import distributed
-from utils.errors import UserError, first_line
+from utils.errors import RunInterrupted, UserError, first_line
 from utils.folder_lock import PartLock
 from utils.image_grid import image_grid
 from utils.seeding import seed_everything
+from utils.stop_signals import GracefulStop, StopRequested
 from utils.tracking import start_wandb
 from variations.backends import build_backend
 from variations.generator import GenerationJob, GenerationStats, generate
 from variations.manifest import manifest_records, merge_parts, write_part
-from variations.output_folder import prepare_output_folder, remove_leftovers, sources_fingerprint, sources_folder
+from variations.output_folder import (
+    SIZES_KEY,
+    prepare_output_folder,
+    remove_leftovers,
+    sources_fingerprint,
+    sources_folder,
+    sources_sizes_fingerprint,
+)
 from variations.output_plan import OutputLayout, check_unique_outputs, plan_outputs
 from variations.sharding import Part, combine, parse_shard
 
@@ -72,7 +80,21 @@ def _prepare_folder_once(cfg, classes, generation: dict, overwrite: bool) -> str
 
 
 def run_variations(cfg, options: RunOptions = RunOptions()) -> dict:
-    """Generate this process's part of the variations folder ``cfg`` describes; returns its summary."""
+    """Generate this process's part of the variations folder ``cfg`` describes; returns its summary.
+
+    SIGTERM or Ctrl-C stops it at once (every image is written atomically, so none is half-written), releases
+    the folder's lock and raises :class:`RunInterrupted`: running the same command again goes on.
+    """
+    try:
+        with GracefulStop():
+            return _run_variations(cfg, options)
+    except StopRequested as stopped:
+        raise RunInterrupted(
+            f"{stopped}: the variations written so far stay in {cfg.output_folder}; to go on,", None, stopped.exit_code
+        ) from None
+
+
+def _run_variations(cfg, options: RunOptions) -> dict:
     shard = parse_shard(options.shard)
     if options.overwrite and shard[1] > 1:
         raise UserError(
@@ -97,7 +119,11 @@ def run_variations(cfg, options: RunOptions = RunOptions()) -> dict:
     # still leaves nothing behind (the lock removes the folder it made).
     with _locked(folder, part):
         backend = build_backend(cfg.diffusion, device, cfg.dataset.batch_size)
-        generation = {"sources_sha256": sources_fingerprint(index.root, index.samples), **backend.numerics}
+        generation = {
+            "sources_sha256": sources_fingerprint(index.root, index.samples),
+            SIZES_KEY: sources_sizes_fingerprint(index.samples),
+            **backend.numerics,
+        }
         state = _prepare_folder_once(cfg, index.classes, generation, options.overwrite)
         # leftovers of a killed run: a job alone on the folder removes all; a part only its own outputs'
         owned = None if part.count == 1 else {output for item in mine for output in layout.outputs(item)}
