@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,11 @@ Made with:
 | weights | exponential moving average of the trained weights |
 | loss (noise MSE) | {info.final_loss:.4f} over the last 100 steps; {held_out} |
 
+Held-out images (never trained on) and their SDEdit reconstructions through the `ddpm_sdedit` backend
+(DDIM, 20-step schedule, no colour transfer):
+
+![held-out images and SDEdit reconstructions](reconstructions.png)
+
 Settings:
 
 | setting | value |
@@ -70,8 +76,11 @@ Settings:
 """
 
 
-def export_pipeline(unet, scheduler, out: Path, info: ExportInfo) -> None:
-    """Replace ``out`` with the pipeline and its README.md; a run killed midway leaves the old folder."""
+def export_pipeline(unet, scheduler, out: Path, info: ExportInfo, extras: Callable[[Path], None] | None = None) -> None:
+    """Replace ``out`` with the pipeline and its README.md; a run killed midway leaves the old folder.
+
+    ``extras(folder)`` adds files (e.g. the card's picture) to the complete pipeline folder before it replaces ``out``.
+    """
     from diffusers import DDPMPipeline
 
     out = Path(out)
@@ -82,6 +91,8 @@ def export_pipeline(unet, scheduler, out: Path, info: ExportInfo) -> None:
         # float16 halves the file kept in the repository; loading casts to the configured dtype
         DDPMPipeline(unet=unet.half(), scheduler=scheduler).save_pretrained(staging)
         (staging / "README.md").write_text(model_card(info))
+        if extras is not None:
+            extras(staging)
         for path in (staging, *staging.rglob("*")):  # some writers (and mkdtemp) make private files
             path.chmod(DIR_MODE if path.is_dir() else FILE_MODE)
         if out.exists():

@@ -22,8 +22,11 @@ import torch
 
 from demo.diffusion_export import ExportInfo, export_pipeline
 from demo.diffusion_training import DiffusionTraining, Trainer, TrainingPaths, held_out_loss, train
+from demo.purifier_picture import COLUMNS, purifier_picture
 from utils.distributed import resolve_device
 from utils.errors import UserError
+
+PICTURE = "reconstructions.png"  # in the model folder, shown by its card
 
 
 def export(trainer: Trainer, out: Path, command: str) -> ExportInfo:
@@ -44,7 +47,15 @@ def export(trainer: Trainer, out: Path, command: str) -> ExportInfo:
         data=trainer.images.description,
         model_path=str(out),
     )
-    export_pipeline(unet, trainer.scheduler, out, info)
+    strength = trainer.settings.max_timestep / trainer.settings.train_timesteps
+    pictured = held_out if held_out is not None else trainer.images.batch(0, COLUMNS)
+    export_pipeline(
+        unet,
+        trainer.scheduler,
+        out,
+        info,
+        lambda folder: purifier_picture(folder, pictured, strength, folder / PICTURE),
+    )
     return info
 
 

@@ -173,6 +173,11 @@ def test_folder_source_takes_the_chosen_range_of_each_class_and_resumes_exactly(
     assert train_diffusion.main([*small, "--out", str(out), "--state-dir", str(state), "--checkpoint-every", "3"]) == 0
     card = (out / "README.md").read_text()
     assert "images 1–3 of each of the 3 classes" in card and "noise levels t < 300 only" in card
+    assert "![held-out images and SDEdit reconstructions](reconstructions.png)" in card
+    with Image.open(out / "reconstructions.png") as picture:  # the held-out images, SDEdit 0.1 and 0.3 (t < 300)
+        rows = np.array(picture.convert("RGB"))[:, -40]  # a column through the last tile of every row
+    tiles = np.flatnonzero(np.diff((rows != 255).any(axis=1).astype(int)) == 1)
+    assert len(tiles) == 3
     settings = DiffusionTraining(
         steps=6, batch_size=4, size=16, channels=(32, 64), warmup_steps=1, max_timestep=300, data=str(root),
         first=1, per_class=3, flip=True,
