@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,8 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import generate_variations
+from config.cli import run_script as run_cli
 from config.cli import run_training_script
-from config.schema import StudentConfig
+from config.schema import StudentConfig, VariationConfig
 from tests.conftest import REPO, make_image_folder, script_env, teacher_config_dict, write_config
 from tests.test_hostile_inputs import classical_config, generate, one_error_line, teacher
 from training.roles import StudentRole
@@ -294,11 +297,10 @@ def test_student_refuses_unfinished_variations_and_names_the_command_that_finish
     command = line.partition("finish it with: ")[2]
     assert command == f"python generate_variations.py -c {out / 'config.yaml'}", line
     assert not (tmp_path / "student_runs").exists()
-    args = command.split()[2:]  # the suggested command, run: it finishes the folder, and the student accepts it
-    finish = subprocess.run(
-        [sys.executable, "generate_variations.py", *args], cwd=REPO, env=script_env(tmp_path), capture_output=True
-    )
-    assert finish.returncode == 0, finish.stderr[-2000:]
+    words = shlex.split(command)  # the suggested command, run (in this process): it finishes the folder
+    assert words[:2] == ["python", "generate_variations.py"]
+    finish = run_cli(VariationConfig, generate_variations.main, generate_variations.parser(), words[2:])
+    assert finish == 0, capsys.readouterr().err
     assert len(list(out.rglob("*.png"))) == 18 and not list(out.glob(".lock-*"))
     from config.data_checks import check_training_data
     from config.loading import load_config
