@@ -105,8 +105,6 @@ def check_training_data(cfg) -> None:
         _no_runs_inside(root, train_classes, key)
     _target_in_range(cfg.backdoor, train_classes, "dataset.root_train")
     _trigger_files_readable(cfg.backdoor)
-    data = {"dataset.root_train": cfg.dataset.root_train, "dataset.root_test": cfg.dataset.root_test}
-    check_apart("training.save_path", cfg.training.save_path, data, both_ways=False)  # each run adds its own folder
     _writable_folder(cfg.training.save_path, "training.save_path")
     distillation = getattr(cfg, "distillation", None)
     if distillation is not None and not looks_like_teacher_reference(distillation.teacher_model):
@@ -119,9 +117,6 @@ def check_training_data(cfg) -> None:
 def check_variation_data(cfg) -> None:
     """Variation configs: the source folder, the target index and the trigger files."""
     classes = _class_folders(cfg.dataset.root, "dataset.root")
-    # both ways: --overwrite replaces the output folder's contents, and its source copies beside it
-    check_apart("output_folder", cfg.output_folder, {"dataset.root": cfg.dataset.root})
-    check_apart("output_folder", sources_folder(cfg.output_folder), {"dataset.root": cfg.dataset.root})
     _finished(cfg.dataset.root, "dataset.root")
     _no_runs_inside(cfg.dataset.root, classes, "dataset.root")
     _target_in_range(cfg.backdoor, classes, "dataset.root")
@@ -131,9 +126,23 @@ def check_variation_data(cfg) -> None:
         _writable_folder(sources_folder(cfg.output_folder), "save_source_copies")
 
 
+def check_outputs_apart(cfg) -> None:
+    """The config's output folders are neither inside its data nor, where they get replaced, holding it (once the
+    output paths are final: ``run_pipeline.py`` sets them after its other checks)."""
+    if isinstance(cfg, VariationConfig):
+        # both ways: --overwrite replaces the output folder's contents, and its source copies beside it
+        data = {"dataset.root": cfg.dataset.root}
+        check_apart("output_folder", cfg.output_folder, data)
+        check_apart("output_folder", sources_folder(cfg.output_folder), data)
+    else:  # one way: a run only adds its own new folder under training.save_path
+        data = {"dataset.root_train": cfg.dataset.root_train, "dataset.root_test": cfg.dataset.root_test}
+        check_apart("training.save_path", cfg.training.save_path, data, both_ways=False)
+
+
 def check_data(cfg) -> None:
     """The checks that fit the config's kind."""
     if isinstance(cfg, VariationConfig):
         check_variation_data(cfg)
     else:
         check_training_data(cfg)
+    check_outputs_apart(cfg)

@@ -252,6 +252,20 @@ def test_a_run_folder_inside_the_data_is_refused(tmp_path, capsys, image_data, s
     assert {name: files_of(folder) for name, folder in image_data.items()} == before
 
 
+def test_run_pipeline_refuses_an_output_inside_the_data(tmp_path, capsys, image_data):
+    """run_pipeline.py sets its steps' output paths itself (under --out): they are checked once final."""
+    import run_pipeline
+    from tests.test_experiments import experiment_files
+
+    before = files_of(image_data["train"])
+    experiment = experiment_files(tmp_path, image_data)
+    out = image_data["train"] / "dog" / "experiments"
+    assert run_pipeline.main(["-c", str(experiment), "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "teacher.yaml: training.save_path" in line and "inside dataset.root_train" in line, line
+    assert files_of(image_data["train"]) == before and not out.exists()
+
+
 def test_a_run_directory_left_inside_the_data_is_refused(tmp_path, capsys, image_data):
     """A run made before the check existed (or moved there): its samples.png would be read as an image."""
     code, err = teacher(tmp_path, capsys, teacher_config_dict(image_data, tmp_path / "runs"))
