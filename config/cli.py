@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -21,7 +22,7 @@ from training.pipeline import run_training
 from training.resumption import check_resumable
 from utils import distributed
 from utils.errors import RunInterrupted, TrainingError, UserError, describe_os_error, is_environment_error
-from utils.stop_signals import StopRequested
+from utils.stop_signals import StopRequested, end_loader_workers
 
 NOISY_LOGGERS = ("diffusers", "transformers", "accelerate", "timm", "PIL", "urllib3", "huggingface_hub")
 
@@ -191,6 +192,7 @@ def run_guarded(work: Callable[[], object], how_to_resume: Callable[[Path], str]
     signal n (130: SIGINT, 143: SIGTERM). A run that can be resumed ends with one line giving the command.
     """
     setup_logging()
+    children = set(multiprocessing.active_children())
     try:
         with logging_redirect_tqdm():
             work()
@@ -219,4 +221,5 @@ def run_guarded(work: Callable[[], object], how_to_resume: Callable[[Path], str]
         return 2
     finally:
         distributed.shutdown()
+        end_loader_workers(children)  # after the error is handled: its traceback may hold a loader's workers
     return 0

@@ -14,8 +14,14 @@ from config.schema import VariationConfig
 from config.step_agreement import check_student_agreement
 from datasets.image_folder import list_class_folders
 from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
+from training.run_directory import CONFIG_NAME, METRICS_NAME, POISON_INDICES_NAME, SUMMARY_NAME
 from utils.errors import UserError
-from variations.output_folder import sources_folder
+from utils.folder_overlap import check_apart
+from variations.completeness import unfinished_variations
+from variations.output_folder import GENERATION_NAME, sources_folder
+
+# Files that make a folder one of this tool's run directories or variations folders (beside its config.yaml)
+RUN_MARKERS = (SUMMARY_NAME, POISON_INDICES_NAME, METRICS_NAME, GENERATION_NAME)
 
 MIN_CLASSES = 2  # a classifier needs two classes, and a backdoor sends images of one class to another
 
@@ -34,6 +40,24 @@ def _class_folders(root: Path, key: str, minimum: int = MIN_CLASSES, needs: str 
             f"{needs} at least {minimum}"
         )
     return classes
+
+
+def _no_runs_inside(root: Path, classes: list[str], key: str) -> None:
+    """No run directory or variations folder inside a class folder: its samples.png and outputs would be read as
+    images (one left there by an earlier version, or moved there by hand)."""
+    for name in classes:
+        for folder, _, files in os.walk(Path(root) / name):
+            if CONFIG_NAME in files and (marker := next((m for m in RUN_MARKERS if m in files), None)):
+                raise UserError(
+                    f"{key}: {folder} is a run directory or variations folder inside the data (it holds "
+                    f"{CONFIG_NAME} and {marker}): its images would be read as data; move it out of {root}"
+                )
+
+
+def _finished(root: Path, key: str) -> None:
+    why = unfinished_variations(Path(root))
+    if why is not None:
+        raise UserError(f"{key}: {why}")
 
 
 def _writable_folder(path: Path, key: str) -> None:
@@ -86,6 +110,9 @@ def check_training_data(cfg) -> None:
         raise UserError(
             f"model.num_classes: {cfg.model.num_classes}, but dataset.root_train has {len(train_classes)} class folders"
         )
+    for key, root in (("dataset.root_train", cfg.dataset.root_train), ("dataset.root_test", cfg.dataset.root_test)):
+        _finished(root, key)
+        _no_runs_inside(root, train_classes, key)
     _target_in_range(cfg.backdoor, train_classes, "dataset.root_train")
     _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.training.save_path, "training.save_path")
@@ -104,11 +131,26 @@ def check_variation_data(cfg) -> None:
     classes = _class_folders(
         cfg.dataset.root, "dataset.root", minimum, "a backdoor (it relabels to another class) needs"
     )
+    _finished(cfg.dataset.root, "dataset.root")
+    _no_runs_inside(cfg.dataset.root, classes, "dataset.root")
     _target_in_range(cfg.backdoor, classes, "dataset.root")
     _trigger_files_readable(cfg.backdoor)
     _writable_folder(cfg.output_folder, "output_folder")
     if cfg.save_source_copies:
         _writable_folder(sources_folder(cfg.output_folder), "save_source_copies")
+
+
+def check_outputs_apart(cfg) -> None:
+    """The config's output folders are neither inside its data nor, where they get replaced, holding it (once the
+    output paths are final: ``run_pipeline.py`` sets them after its other checks)."""
+    if isinstance(cfg, VariationConfig):
+        # both ways: --overwrite replaces the output folder's contents, and its source copies beside it
+        data = {"dataset.root": cfg.dataset.root}
+        check_apart("output_folder", cfg.output_folder, data)
+        check_apart("output_folder", sources_folder(cfg.output_folder), data)
+    else:  # one way: a run only adds its own new folder under training.save_path
+        data = {"dataset.root_train": cfg.dataset.root_train, "dataset.root_test": cfg.dataset.root_test}
+        check_apart("training.save_path", cfg.training.save_path, data, both_ways=False)
 
 
 def check_data(cfg) -> None:
@@ -119,3 +161,4 @@ def check_data(cfg) -> None:
         check_training_data(cfg)
         if getattr(cfg, "distillation", None) is not None:
             check_student_agreement(cfg)
+    check_outputs_apart(cfg)

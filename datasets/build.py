@@ -120,7 +120,7 @@ def build_experiment_data(config) -> ExperimentData:
         output="uint8_chw" if uint8 else "float",
     )
     test_index = scan_image_folder(config.dataset.root_test)
-    # every process checks its share of the headers, so a bad file stops the run before anything is written
+    # every process decodes its share once, so a bad file stops the run before anything is written
     rank, world = distributed.rank(), distributed.world_size()
     shares = index.samples[rank::world] + test_index.samples[rank::world]
     check_images(shares, config.training.dataloader_num_workers, distributed.is_main_process())

@@ -24,6 +24,9 @@ from demo.dataset import generate_demo_dataset
 from demo.report import build_results, diffusion_strength, result_name, row_name, samples_figure, write_results
 from experiments.experiment_file import CommandLine, experiment_spec
 from experiments.pipeline import run_experiment
+from utils.atomic_io import atomic_write_json
+from utils.errors import UserError
+from utils.folder_overlap import check_apart
 
 EXPERIMENT = Path("configs/demo/experiment.yaml")
 EXPERIMENT_DIFFUSION = Path("configs/demo/experiment_diffusion.yaml")  # ddpm_sdedit with demo/ddpm_shapes
@@ -36,6 +39,32 @@ VD_OVERRIDES = [  # Versatile Diffusion settings sized for a demo: 256 px, 25 DP
     "variations.diffusion.scheduler=DPMSolverMultistepScheduler",
     "variations.dataset.batch_size=16",
 ]
+
+MARKER = ".made_by_the_demo"  # in --out: the folder is the demo's, so a new demo run may replace its results
+WRITTEN = ("experiments", "results.md", "results.json", "samples.png")  # what a demo run writes in --out
+
+
+def prepare_output(out: Path, data: Path) -> None:
+    """Make ``out`` ready for a new demo run: created (with its marker) when missing or empty, else emptied of
+    what an earlier demo run wrote there (the entries in ``WRITTEN``; other files stay). A non-empty folder
+    without the marker is not the demo's: refused, nothing deleted."""
+    check_apart("--out", out, {"--data": data})
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise UserError(
+                f"--out {out}: not empty and not made by the demo (no {MARKER} in it), so the demo will not replace "
+                "what it holds; choose another --out, or empty it yourself"
+            )
+        for name in WRITTEN:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        return
+    atomic_write_json(out / MARKER, {"made_by": "python -m demo", "replaced_on_each_run": list(WRITTEN)})
 
 
 def versatile_diffusion_cached() -> bool:
@@ -59,7 +88,7 @@ def choose_backend() -> list[str]:
 def run_demo(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    prepare_output(out, Path(args.data))
     generate_demo_dataset(args.data, train_per_class=args.train_per_class, test_per_class=args.test_per_class)
     print(f"demo dataset: {args.data}/train and {args.data}/test")
     overrides = [f"dataset.root_train={args.data}/train", f"dataset.root_test={args.data}/test"]
@@ -91,7 +120,11 @@ def run_demo(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the backdoor-defence demo end to end")
     parser.add_argument("--data", default="demo_data", help="where the demo dataset is generated")
-    parser.add_argument("--out", default="demo_results", help="runs, variations and results (replaced)")
+    parser.add_argument(
+        "--out",
+        default="demo_results",
+        help="runs, variations and results (what an earlier demo run wrote is replaced)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override training.num_epochs (all models)")
     parser.add_argument("--train-per-class", type=int, default=200, help="demo training images per class")
     parser.add_argument("--test-per-class", type=int, default=50, help="demo test images per class")

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.data_checks import check_training_data, check_variation_data
+from config.data_checks import check_outputs_apart, check_training_data, check_variation_data
 from config.loading import validate_config
 from config.overrides import has_key_path, set_value
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
@@ -167,4 +167,7 @@ def resolve_configs(spec: ExperimentSpec) -> SettingConfigs:
         clean.training.save_path = folder / "clean_student"
         if clean.wandb.args.get("name"):
             clean.wandb.args["name"] += "_clean"
+    for step, cfg in (("teacher", teacher), ("variations", variations), ("student", student), ("clean_student", clean)):
+        if cfg is not None:
+            _checked(step, check_outputs_apart, cfg, sources)
     return SettingConfigs(folder, variant, teacher, variations, student, clean)

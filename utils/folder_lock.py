@@ -156,3 +156,21 @@ def _take_over_other_split(path: Path) -> None:
     if fd is not None:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+def lock_states(folder: str | os.PathLike) -> tuple[list[str], list[Path]]:
+    """The locks on ``folder``'s parts: (why it is in use, one line per live holder; lock files of jobs that ended
+    without releasing them). Taking a free lock to look is momentary, and leaves its file for the next job."""
+    live, dead = [], []
+    for path in sorted(Path(folder).glob(f"{LOCK_PREFIX}*")):
+        try:
+            fd = _try_lock(path, create=False)
+        except UserError as err:
+            live.append(str(err))
+            continue
+        except OSError:  # a file system without locks: nothing to tell
+            continue
+        if fd is not None:
+            os.close(fd)
+            dead.append(path)
+    return live, dead

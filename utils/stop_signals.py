@@ -10,6 +10,7 @@ once.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import signal
 import threading
 
@@ -99,3 +100,26 @@ def ignore_stop_signals() -> None:
     """For loader workers: a Ctrl-C or Slurm's SIGTERM reaches them too, but the main process decides when to stop."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def end_loader_workers(before: set) -> None:
+    """Kill the daemonic worker processes started since ``before`` (``multiprocessing.active_children()``) that
+    are still running; for the end of a script's work, successful or not.
+
+    Loader workers ignore SIGTERM (:func:`ignore_stop_signals`), and at exit multiprocessing ends daemonic
+    children with SIGTERM and then waits for them without a limit: a run that failed while a loader was alive
+    (its error's traceback keeps the loader in a reference cycle, past torch's own shutdown) would never exit.
+    The workers only read images, so nothing is lost by killing them.
+    """
+    left = [p for p in multiprocessing.active_children() if p.daemon and p not in before]
+    if not left or threading.current_thread() is not threading.main_thread():
+        return
+    # torch's SIGCHLD handler raises in this thread when one of its workers dies by a signal: not for these
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        for process in left:
+            process.kill()
+        for process in left:
+            process.join()
+    finally:
+        signal.signal(signal.SIGCHLD, previous)

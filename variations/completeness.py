@@ -3,15 +3,22 @@
 Complete means: made with the same config and source listing, a merged ``manifest.jsonl`` (written once
 every part has finished) that lists every planned variation, and each listed file on disk. Anything less
 is resumed by the generator, which writes only what is missing.
+
+A student, which has only the folder, refuses one that is being written or unfinished
+(:func:`unfinished_variations`).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
+
+import yaml
 
 from datasets.image_folder import scan_image_folder
 from utils.errors import UserError
+from utils.folder_lock import lock_states
 from variations.manifest import MANIFEST_NAME
 from variations.output_folder import (
     CONFIG_NAME,
@@ -42,3 +49,47 @@ def variations_complete(cfg) -> bool:
         return False  # a source edited in place (folders made before the sizes were recorded: not compared)
     expected = len(index.samples) * cfg.diffusion.num_variations
     return len(records) == expected and all((folder / record["output"]).is_file() for record in records)
+
+
+def _what_is_missing(folder: Path) -> str | None:
+    if not (folder / MANIFEST_NAME).is_file():
+        return f"no {MANIFEST_NAME}: its generator has not finished"
+    _, dead = lock_states(folder)
+    if dead:
+        return f"{dead[0].name}: the lock of a generator that was stopped before it finished"
+    if parts := sorted(folder.glob("manifest.part-*.jsonl")):
+        return f"{parts[0].name}: a part whose other parts have not finished"
+    try:
+        records = [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines() if line.strip()]
+        missing = [record["output"] for record in records if not (folder / record["output"]).is_file()]
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"{MANIFEST_NAME} cannot be read"
+    if missing:
+        return f"{len(missing)} of the {len(records)} images {MANIFEST_NAME} lists are missing, e.g. {missing[0]}"
+    return None
+
+
+def finishing_command(folder: Path) -> str:
+    """The command that finishes ``folder`` with the config it was started with."""
+    words = ["python", "generate_variations.py", "-c", str(folder / CONFIG_NAME)]
+    try:
+        saved = (yaml.safe_load((folder / CONFIG_NAME).read_text()) or {}).get("output_folder")
+    except (OSError, yaml.YAMLError, AttributeError):
+        saved = None
+    if saved is None or Path(saved).resolve() != folder.resolve():  # moved, or saved relative to another directory
+        words += ["--set", f"output_folder={folder}"]
+    return shlex.join(words)
+
+
+def unfinished_variations(folder: Path) -> str | None:
+    """Why the variations folder ``folder`` cannot be trained on yet (one line, with what to do); None when it is
+    finished, or is not a variations folder at all."""
+    if not ((folder / CONFIG_NAME).is_file() and (folder / GENERATION_NAME).is_file()):
+        return None
+    live, _ = lock_states(folder)
+    if live:
+        return f"a generator is still writing these variations: {live[0]}"
+    missing = _what_is_missing(folder)
+    if missing is None:
+        return None
+    return f"{folder} holds unfinished variations ({missing}); finish it with: {finishing_command(folder)}"

@@ -12,6 +12,11 @@ from variations.sharding import Part
 MANIFEST_NAME = "manifest.jsonl"
 
 
+def is_manifest_file(name: str) -> bool:
+    """``manifest.jsonl`` or one part's ``manifest.part-<i>-of-<n>.jsonl``."""
+    return name == MANIFEST_NAME or (name.startswith("manifest.part-") and name.endswith(".jsonl"))
+
+
 def part_path(folder: Path, part: Part) -> Path:
     return folder / f"manifest.{part.tag}.jsonl"
 

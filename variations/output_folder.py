@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import yaml
@@ -21,6 +20,7 @@ from datasets.setting_keys import config_differences, without_runtime_keys
 from utils.atomic_io import TEMP_MARKER, atomic_write_json, atomic_write_yaml, is_temporary
 from utils.errors import UserError, first_line
 from utils.folder_lock import is_lock_file
+from variations.manifest import is_manifest_file
 
 CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
@@ -75,15 +75,47 @@ def saved_config_changes(folder: Path, cfg) -> list[str]:
     return config_differences(without_runtime_keys(saved_config), without_runtime_keys(cfg.to_dict()))
 
 
-def _clear(folder: Path) -> None:
-    """Everything in ``folder`` but the locks of the jobs working on it (this one's included)."""
-    for child in folder.iterdir():
-        if is_lock_file(child):
+def _written_here(folder: Path, layout: str) -> list[Path]:
+    """Everything in ``folder`` that is to go on ``--overwrite``, deepest first; a UserError naming the first entry
+    the generator never writes (``layout`` "output": its own files and class folders of PNGs; "copies": class
+    folders of PNGs), before anything is deleted."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if is_lock_file(entry):  # the jobs working on the folder, this one's included
             continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
+        own_file = layout == "output" and (entry.name in (CONFIG_NAME, GENERATION_NAME) or is_manifest_file(entry.name))
+        if not entry.is_symlink() and entry.is_file() and (own_file or is_temporary(entry)):
+            found.append(entry)
+            continue
+        if entry.is_symlink() or not entry.is_dir():
+            raise _not_written(folder, entry)
+        for file in sorted(entry.iterdir()):  # a class folder: the images, and leftovers of a killed run
+            if file.is_symlink() or not file.is_file() or not (file.suffix == ".png" or is_temporary(file)):
+                raise _not_written(folder, file)
+            found.append(file)
+        found.append(entry)
+    return found
+
+
+def _not_written(folder: Path, entry: Path) -> UserError:
+    return UserError(
+        f"output_folder: --overwrite replaces only what generate_variations.py wrote, and generate_variations.py "
+        f"did not write {entry}; nothing was deleted: move it out of {folder}, or choose another output_folder"
+    )
+
+
+def _clear(folder: Path, saved_config: dict) -> None:
+    """What the generator wrote in ``folder``, and its source copies beside it when the saved config says it wrote
+    them; refused, with nothing deleted, if either holds anything else."""
+    doomed = _written_here(folder, "output")
+    copies = sources_folder(folder)
+    if saved_config.get("save_source_copies") is True and copies.is_dir() and not copies.is_symlink():
+        doomed += [*_written_here(copies, "copies"), copies]
+    for path in doomed:
+        if path.is_dir():
+            path.rmdir()  # emptied just before: its files come first in the list
         else:
-            child.unlink()
+            path.unlink()
 
 
 def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: bool) -> str:
@@ -102,8 +134,7 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
         changes = config_differences(without_runtime_keys(saved_config), current)
         changes += generation_changes(saved_generation, generation)
         if overwrite:
-            _clear(folder)
-            shutil.rmtree(sources_folder(folder), ignore_errors=True)
+            _clear(folder, saved_config)
             state = "overwrite"
         elif changes:
             shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
