@@ -206,7 +206,8 @@ def run_guarded(work: Callable[[], object], how_to_resume: Callable[[Path], str]
             print(f"{err} before the run started: nothing was saved", file=sys.stderr)
         return err.exit_code
     except UserError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        for line in getattr(err, "lines", None) or [one_line(err)]:  # ConfigErrors: every error, one line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except TrainingError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

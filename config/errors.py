@@ -46,26 +46,27 @@ def _walk(schema: type[BaseModel], loc: tuple) -> tuple[type[BaseModel], list[st
     return model, path
 
 
-def describe_validation_error(schema: type[BaseModel], err: ValidationError) -> str:
-    """One line for the first error: key path, what is wrong, what was given."""
-    first = err.errors()[0]
-    loc = tuple(part for part in first["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+def describe_validation_errors(schema: type[BaseModel], err: ValidationError) -> list[str]:
+    """One line per error: key path, what is wrong, what was given (every error at once, in the schema's order)."""
+    return [_describe(schema, error) for error in err.errors()]
+
+
+def _describe(schema: type[BaseModel], error: dict) -> str:
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     _, keys = _walk(schema, loc)
-    kind = first["type"]
+    kind = error["type"]
     if kind == "extra_forbidden":
         parent, _ = _walk(schema, loc[:-1])
         message = f"unknown key; allowed here: {', '.join(parent.model_fields)}"
     elif kind == "missing":
         message = "required key is missing"
     elif kind == "union_tag_invalid":  # e.g. diffusion.backend naming no registered backend
-        context = first.get("ctx", {})
+        context = error.get("ctx", {})
         keys.append(context.get("discriminator", "").removesuffix("()"))
         message = f"unknown name '{context.get('tag')}'; valid: {context.get('expected_tags')}"
     else:
-        message = first["msg"].removeprefix("Value error, ")
-        if kind not in ("value_error", "assertion_error") and "input" in first:
-            message += f" (got {repr(first['input'])[:80]})"
-    more = len(err.errors()) - 1
-    suffix = f" [and {more} more error{'s' if more > 1 else ''}]" if more else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if kind not in ("value_error", "assertion_error") and "input" in error:
+            message += f" (got {repr(error['input'])[:80]})"
     path = ".".join(key for key in keys if key)
-    return f"{path}: {message}{suffix}" if path else f"{message}{suffix}"
+    return f"{path}: {message}" if path else message

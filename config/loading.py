@@ -10,12 +10,12 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from config.data_checks import check_data
-from config.errors import describe_validation_error
+from config.errors import describe_validation_errors
 from config.overrides import apply_override, parse_override
 from config.step_agreement import take_from_teacher
 from config.yaml_files import read_layered_yaml
 from training.run_directory import CONFIG_NAME
-from utils.errors import UserError
+from utils.errors import ConfigErrors, UserError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ def validate_config(
     try:
         config = schema.model_validate(data)
     except ValidationError as err:
-        message = describe_validation_error(schema, err)
-        raise UserError(f"{error_source(message, source, overrides)}: {message}") from err
+        lines = [
+            f"{error_source(message, source, overrides)}: {message}"
+            for message in describe_validation_errors(schema, err)
+        ]
+        raise ConfigErrors(lines) from err
     if getattr(config, "rtpt", None) is not None:
         log.warning("%s: the 'rtpt' block is ignored (progress is shown by progress bars)", source)
     return config

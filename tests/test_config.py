@@ -296,3 +296,18 @@ def test_schema_validates_without_folders_and_disk_checks_come_after(tmp_path):
     assert teacher.model.num_classes is None
     with pytest.raises(UserError, match=r"dataset\.root_train: folder not found: .*nowhere/train"):
         check_data(teacher)
+
+
+def test_every_validation_error_is_its_own_line(tmp_path, image_data):
+    """Three mistakes, three lines (each blaming its own source), exit 2, nothing written (issue 23)."""
+    data = teacher_config_dict(image_data, tmp_path / "runs", training={"num_epochs": 0})
+    data["model"]["colour"] = "red"
+    config = write_config(tmp_path / "c.yaml", data)
+    result = run_script(tmp_path, "train_teacher.py", "-c", str(config), "--set", "backdoor.poisoning_rate=2")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines), lines
+    assert any(line.startswith(f"error: {config}: model.colour: unknown key") for line in lines)
+    assert any(f"error: {config}: training.num_epochs: Input should be greater than 0" in line for line in lines)
+    assert any(line.startswith("error: --set 'backdoor.poisoning_rate=2': backdoor.poisoning_rate:") for line in lines)
+    assert not (tmp_path / "runs").exists()

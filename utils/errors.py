@@ -27,6 +27,14 @@ class UserError(Exception):
     """Bad input from the user (config, paths, data): exit code 2, one line on stderr."""
 
 
+class ConfigErrors(UserError):
+    """Every error of one config at once: one line each (a script prints them all, then exits 2)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
 class PathError(UserError):
     """A file or folder the run needs cannot be used: permissions, a file in the way, a full disk."""
 
