@@ -91,12 +91,14 @@ class SDImg2ImgBackend(DiffusersBackend):
             log.info("sd_img2img: rendering at the model's native %d px, written at the source's size", native)
         if min(settings.height or native, settings.width or native) < MIN_SIDE:
             shown = f"{settings.height}×{settings.width}" if settings.height else f"{native}×{native} (native)"
+            advice = (
+                f"; leave diffusion.height/width unset to render at its native {native} px" if settings.height else ""
+            )
             log.warning(
-                "sd_img2img renders at %s, below %d px: Stable Diffusion draws mostly noise there; leave "
-                "diffusion.height/width unset to render at the model's native %d px",
+                "sd_img2img renders at %s, below %d px: Stable Diffusion draws mostly noise there%s",
                 shown,
                 MIN_SIDE,
-                native,
+                advice,
             )
 
     def render_pixels(self) -> int:
