@@ -4,15 +4,16 @@
     bash benchmarks/gpu_check.sh --tiny     # anywhere: tiny pipelines on the CPU, a minute (the test runs this)
 
 Per variation backend, with its released architecture and random weights (nothing to download), images/s and peak
-GPU memory of the real variation loop, in this order, each row only while the time budget lasts:
+GPU memory of the real variation loop (one warm-up model call, then one measured call), in this order:
 
-1. its defaults: dataset batch 16 (the model batch the backend then chooses), its own scheduler and step count;
+1. its defaults: the images per call a run with dataset batch 16 makes, its own scheduler and step count;
 2. 16 images per model call, DPM-Solver++ with 25 steps;
 3. 8 images per model call, DPM-Solver++ with 25 steps;
-4. as 2, with the denoiser compiled (images/s without the compiling warm-up batch).
+4. as 2, with the denoiser compiled (the compiling call is the warm-up).
 
-Then the teacher: ResNet-18 training images/s at 224 px, bf16 autocast, channels_last. Every backend gets an
-equal share of what is left of the budget; a row that would not fit is listed as skipped, never cut short.
+First, the teacher: ResNet-18 training images/s at 224 px, bf16 autocast, channels_last. Rows go row by row over
+the backends (every backend's defaults first); a row that would not fit the time budget is listed as skipped,
+never cut short.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import torch
 
 from benchmarks import teacher_throughput
 from benchmarks.random_pipelines import FAMILIES, save_random_models
-from benchmarks.variation_throughput import noise_images, run_one
+from benchmarks.variation_throughput import noise_images, output_size, run_one
 from training.compute import Compute
 from training.setup import LoaderSpec, make_loader
 from utils.distributed import resolve_device
+from variations.backends import diffusion_section
+from variations.backends.base import default_model_batch_size
 
 DPM = "DPMSolverMultistepScheduler"
 # (label, images per model call or None for the backend's default with dataset batch 16, schedule, compile)
@@ -58,35 +61,32 @@ def tiny_steps(schedule: str) -> str:
     return schedule.partition(":")[0] + ":2"
 
 
-def variation_rows(args, backend: str, models: dict, deadline: float) -> list[dict]:
-    rows, last = [], 0.0
-    for label, per_call, schedule, compiled in ROWS:
-        if args.tiny:
-            schedule, per_call = tiny_steps(schedule), per_call and 2
-        needed = last * (3 if compiled else 1)  # compiling a UNet takes about two more batches' time
-        if time.monotonic() + needed > deadline:
-            rows.append({"backend": backend, "row": label, "images/s": "skipped: time budget"})
-            continue
-        started = time.monotonic()
-        extra = {"model_batch_size": per_call} if per_call else {}
-        batch = per_call or (2 if args.tiny else 16)
-        args.images = batch
-        result = run_one(args, models, backend, batch, schedule, compiled, **extra)
-        last = time.monotonic() - started
-        rows.append(
-            {
-                "backend": backend,
-                "row": label,
-                "images/call": result["model_batch_size"],
-                "steps": f"{result['scheduler'].removesuffix('Scheduler')} {result['denoising_steps']}",
-                "compile": "on" if result["compiled"] else ("off" if not compiled else "n/a (CPU)"),
-                "images/s": result["images_per_s"],
-                "peak GiB": result["peak_gpu_memory_gib"] if result["peak_gpu_memory_gib"] is not None else "n/a",
-                "load s": result["load_seconds"],
-                "resolution": result["resolution"],
-            }
-        )
-    return rows
+def default_per_call(args, backend: str, models: dict) -> int:
+    """Images per model call a real run makes with this backend's defaults and dataset batch 16."""
+    section = diffusion_section(backend=backend, **models, **output_size(args, backend))
+    return default_model_batch_size(section, args.device, 2 if args.tiny else 16)
+
+
+def measure(args, backend: str, models: dict, row: tuple) -> dict:
+    """One row: one warm-up model call (kernels, autotuning, compilation), then one measured call."""
+    label, per_call, schedule, compiled = row
+    if args.tiny:
+        schedule, per_call = tiny_steps(schedule), per_call and 2
+    batch = per_call or default_per_call(args, backend, models)
+    args.images = batch  # loaded batches of one model call: the warm-up and the measurement are one call each
+    result = run_one(args, models, backend, batch, schedule, compiled, model_batch_size=batch)
+    peak = result["peak_gpu_memory_gib"]
+    return {
+        "backend": backend,
+        "row": label,
+        "images/call": result["model_batch_size"],
+        "steps": f"{result['scheduler'].removesuffix('Scheduler')} {result['denoising_steps']}",
+        "compile": "on" if result["compiled"] else ("off" if not compiled else "n/a (CPU)"),
+        "images/s": result["images_per_s"],
+        "peak GiB": peak if peak is not None else "n/a",
+        "load s": result["load_seconds"],
+        "resolution": result["resolution"],
+    }
 
 
 def teacher_row(args, mode: dict, data: Path) -> dict:
@@ -129,21 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     args.size, args.image_size, args.height, args.width = mode["size"], mode["source_side"], None, None
     deadline = time.monotonic() + args.budget_minutes * 60
     dtype = torch.float16 if args.device.type == "cuda" else torch.float32
-    rows = []
+    rows, models, last = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         args.data = noise_images(tmp / "sources", 32, mode["source_side"])
         rows.append(teacher_row(args, mode, noise_images(tmp / "teacher", mode["teacher_images"], 256)))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-        for position, backend in enumerate(args.backends):
-            share = (deadline - time.monotonic()) / (len(args.backends) - position)
-            models = save_random_models(backend, tmp / backend, mode["size"], dtype=dtype)
-            found = variation_rows(args, backend, models, time.monotonic() + share)
-            for row in found:
-                print(table([row]).splitlines()[-1], flush=True)
-            rows += found
-            for path in sorted((tmp / backend).rglob("*"), reverse=True):  # free the disk for the next backend
-                path.unlink() if path.is_file() else path.rmdir()
+        # row by row over the backends, so the most telling rows (the defaults) come first for every backend
+        for row in ROWS:
+            for backend in args.backends:
+                needed = last.get(backend, 0.0) * (3 if row[3] else 1)  # compiling: about two batches more
+                if time.monotonic() + needed > deadline:
+                    rows.append({"backend": backend, "row": row[0], "images/s": "skipped: time budget"})
+                else:
+                    if backend not in models:  # random weights, saved once (fp16 on CUDA: ~15 GB for all six)
+                        models[backend] = save_random_models(backend, tmp / backend, mode["size"], dtype=dtype)
+                    started = time.monotonic()
+                    rows.append(measure(args, backend, models[backend], row))
+                    last[backend] = time.monotonic() - started
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     device = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU"
     print(f"\n## GPU check on {device} (torch {torch.__version__}, {'fp16' if dtype == torch.float16 else 'fp32'})\n")
     print(table(rows))

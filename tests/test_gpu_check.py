@@ -21,7 +21,7 @@ def test_gpu_check_prints_every_row_in_tiny_mode(tmp_path):
     assert table[0] == "| " + " | ".join(COLUMNS) + " |"
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
     assert rows[0][0] == "teacher (test_resnet)" and float(rows[0][5]) > 0
-    assert [(row[0], row[1]) for row in rows[1:]] == [(b, label) for b in FAMILIES for label, *_ in ROWS]
+    assert [(row[0], row[1]) for row in rows[1:]] == [(b, label) for label, *_ in ROWS for b in FAMILIES]
     for row in rows[1:]:
         assert float(row[5]) > 0, row  # images/s measured, not skipped
         assert row[4] in ("off", "n/a (CPU)") and row[6] == "n/a"  # no GPU: no compile, no GPU memory
