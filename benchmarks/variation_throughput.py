@@ -182,7 +182,10 @@ def main() -> None:
                 for batch_size in args.batch_sizes:
                     for name in args.schedules:
                         for compiled in compiles:
-                            row = run_one(args, models, backend, batch_size, name, compiled)
+                            # on CUDA a batch size is images per model call, as set (the default would cap it
+                            # by output size); on the CPU the default of one image per call, as before
+                            extra = {"model_batch_size": batch_size} if args.device.type == "cuda" else {}
+                            row = run_one(args, models, backend, batch_size, name, compiled, **extra)
                             print(json.dumps(row), flush=True)
 
 
