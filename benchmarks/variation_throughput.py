@@ -33,8 +33,9 @@ from variations.backends import BACKENDS, build_backend, diffusion_section
 from variations.generator import GenerationJob, generate
 from variations.output_plan import OutputLayout, plan_outputs
 
-# pixels: each backend's default output size (unCLIP's native 768; Kandinsky's model-card 768); the others 512
-NATIVE_SIDE = {"stable_unclip": 768, "kandinsky22": 768}
+# pixels: each backend's default output size (unCLIP's native 768; Kandinsky's model-card 768; DDPM-CIFAR's 32); the
+# others 512
+NATIVE_SIDE = {"stable_unclip": 768, "kandinsky22": 768, "ddpm_sdedit": 32}
 TINY_SIDE = 32  # pixels: the tiny pipelines' scale
 # What a run measures unless told otherwise. CUDA: the issue's GPU figures, so that `--device cuda` alone gives
 # them; CPU: a quick loop-cost check (the released models would take hours there).
@@ -91,7 +92,8 @@ def noise_images(folder: Path, count: int, side: int) -> Path:
     return folder
 
 
-def run_one(args, models: dict, backend: str, batch_size: int, name: str, compiled: bool) -> dict:
+def run_one(args, models: dict, backend: str, batch_size: int, name: str, compiled: bool, **extra) -> dict:
+    """One measurement; ``extra``: further ``diffusion`` keys (``model_batch_size``, say)."""
     scheduler, steps = schedule(name, backend)
     diffusion = diffusion_section(
         backend=backend,
@@ -101,6 +103,7 @@ def run_one(args, models: dict, backend: str, batch_size: int, name: str, compil
         compile=compiled,
         color_transfer="mean_std",
         **output_size(args, backend),
+        **extra,
     )
     load_started = time.perf_counter()
     timed = TimedBackend(build_backend(diffusion, args.device, batch_size))
@@ -117,6 +120,8 @@ def run_one(args, models: dict, backend: str, batch_size: int, name: str, compil
     with tempfile.TemporaryDirectory() as out:
         generate(timed, dataset, job(plan[:batch_size], Path(out) / "warm"))  # kernels, autotuning, compilation
         timed.seconds = 0.0
+        if args.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(args.device)
         stats = generate(timed, dataset, job(plan, Path(out) / "run"))
     return {
         "backend": backend,
@@ -124,6 +129,8 @@ def run_one(args, models: dict, backend: str, batch_size: int, name: str, compil
         "size": args.size,
         "dtype": timed.numerics["dtype"],
         "batch_size": batch_size,
+        "model_batch_size": timed.model_batch_size,  # images per model call (padded)
+        "compiled": bool(timed.numerics.get("compile")),
         "scheduler": scheduler or "default",
         "steps": steps,
         "denoising_steps": int(steps * getattr(diffusion, "strength", 1.0)),  # img2img runs strength × steps
@@ -175,7 +182,10 @@ def main() -> None:
                 for batch_size in args.batch_sizes:
                     for name in args.schedules:
                         for compiled in compiles:
-                            row = run_one(args, models, backend, batch_size, name, compiled)
+                            # on CUDA a batch size is images per model call, as set (the default would cap it
+                            # by output size); on the CPU the default of one image per call, as before
+                            extra = {"model_batch_size": batch_size} if args.device.type == "cuda" else {}
+                            row = run_one(args, models, backend, batch_size, name, compiled, **extra)
                             print(json.dumps(row), flush=True)
 
 

@@ -45,6 +45,7 @@ RUNTIME_KEYS = frozenset(
         ("save_source_copies",),
         ("diffusion", "compile"),
         ("diffusion", "model_batch_size"),
+        ("diffusion", "decode_batch_size"),  # its effect on the bytes is compared through generation.json
     }
 )
 # Keys a resumed run (--resume) may change: none alters what its saved epochs computed (a different worker

@@ -313,7 +313,10 @@ def test_variation_benchmark_defaults_to_the_gpu_figures_on_cuda_and_needs_no_da
             {"strength": 0.2, "inference_steps": 4},
             "diffusion: strength 0.2 × inference_steps 4 leaves no denoising step",
         ),
-        ({"height": 64, "width": None}, "diffusion: height and width: set both, or neither to keep the source's size"),
+        (
+            {"height": 64, "width": None},
+            "diffusion: height and width: set both, or neither to render at the model's native size",
+        ),
         ({"prompt": "a {label}"}, "diffusion.prompt: unknown placeholder(s) ['label']; only {class_name}"),
         ({"noise_level": 5}, "diffusion.noise_level: unknown key; allowed here: backend, num_variations"),
     ],

@@ -79,9 +79,11 @@ def local_main_first():
     """Run the block on each machine's local rank 0 first, then on the other processes (shared caches)."""
     if local_rank() != 0:
         barrier()
-    yield
-    if local_rank() == 0:
-        barrier()
+    try:
+        yield
+    finally:  # a failure on the first process still releases the others (they then fail or succeed themselves)
+        if local_rank() == 0:
+            barrier()
 
 
 def broadcast_from_main(obj):

@@ -2,8 +2,9 @@
 
 Work already on disk is skipped, so a killed run resumes where it stopped. The model always sees batches of
 exactly the backend's ``model_batch_size`` (the last one padded), so an image's bytes depend only on the
-image, its seeds and that size. PNG encoding and writing run in background threads while the model works on
-the next batch.
+image, its seeds and that size. A source whose variations hold a NaN or infinity (fp16 overflow, typically) gets
+nothing written: it would become a black image in the training set. PNG encoding and writing run in background
+threads while the model works on the next batch.
 """
 
 from __future__ import annotations
@@ -47,12 +48,19 @@ class GenerationStats:
     written: int = 0  # source images whose variations this process wrote
     skipped: int = 0  # source images already complete on disk
     seconds: float = 0.0
+    # the first batch of a compiled denoiser: compilation, not throughput (kept out of images_per_second)
+    warmup_seconds: float = 0.0
+    warmup_images: int = 0
     peak_gpu_memory_gib: float | None = None
     previews: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    non_finite: list[str] = field(default_factory=list)  # sources whose variations held NaN/inf: nothing written
 
     @property
     def images_per_second(self) -> float:
-        return self.written / self.seconds if self.seconds else 0.0
+        images, seconds = self.written - self.warmup_images, self.seconds - self.warmup_seconds
+        if images <= 0 or seconds <= 0:  # nothing after the warm-up: the whole run is all there is
+            images, seconds = self.written, self.seconds
+        return images / seconds if seconds else 0.0
 
     def as_dict(self) -> dict:
         return {
@@ -60,7 +68,9 @@ class GenerationStats:
             "skipped": self.skipped,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(self.images_per_second, 3),
+            "compile_warmup_seconds": round(self.warmup_seconds, 2),
             "peak_gpu_memory_gib": self.peak_gpu_memory_gib,
+            "non_finite": len(self.non_finite),
         }
 
 
@@ -123,6 +133,12 @@ def run_model(backend: VariationBackend, batch: SourceBatch) -> torch.Tensor:
     return torch.cat(outputs)
 
 
+def finite_rows(variations: torch.Tensor) -> list[bool]:
+    """Per image of B×V×3×H×W variations: whether every value of every variation is finite. Checked before colour
+    transfer, which spreads one NaN pixel over its whole channel (then written as 0: black)."""
+    return torch.isfinite(variations).flatten(1).all(1).tolist()
+
+
 def colour_corrected(variations: torch.Tensor, images: list[np.ndarray], mode: str) -> torch.Tensor:
     """B×V×3×H×W variations with each source's colour statistics (``mode``: none, mean_std, lab)."""
     if mode == "none":
@@ -152,6 +168,7 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
         persistent_workers=False,
     )
     writer = _Writer()
+    compiled = bool(backend.numerics.get("compile"))
     started = time.perf_counter()
     bar = progress(total=len(pending), desc="variations", unit="img", show=job.show_progress)
     try:
@@ -159,9 +176,13 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
             items = [by_index[index] for index in indices]
             seeds = [[variation_seed(job.seed, i, k) for k in range(layout.num_variations)] for i in indices]
             batch = SourceBatch(images, seeds, [layout.classes[item.label] for item in items])
-            variations = colour_corrected(run_model(backend, batch), images, job.color_transfer)
-            pixels = to_uint8_array(variations)
+            raw = run_model(backend, batch)
+            finite = finite_rows(raw)
+            pixels = to_uint8_array(colour_corrected(raw, images, job.color_transfer))
             for row, item in enumerate(items):
+                if not finite[row]:
+                    stats.non_finite.append(item.source)
+                    continue
                 for k, output in enumerate(layout.outputs(item)):
                     writer.submit(pixels[row, k], layout.folder / output)
                 copy = layout.source_copy(item)
@@ -169,8 +190,10 @@ def generate(backend: VariationBackend, dataset: PoisonedImageFolder, job: Gener
                     writer.submit(images[row], copy)
                 if len(stats.previews) < PREVIEW_COUNT:
                     stats.previews.append((images[row], pixels[row, 0]))
-            stats.written += len(indices)
+            stats.written += sum(finite)
             bar.update(len(indices))
+            if compiled and not stats.warmup_images:
+                stats.warmup_seconds, stats.warmup_images = time.perf_counter() - started, max(1, sum(finite))
         writer.wait()
     finally:
         writer.close()

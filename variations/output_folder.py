@@ -2,16 +2,19 @@
 
 Besides ``config.yaml``, the folder keeps ``generation.json``: a fingerprint of the source listing (paths
 and labels decide indices, the poisoned subset, names and seeds), one of the source files' sizes (an image
-edited in place), and the numerics that change the bytes
-written (backend, dtype, model batch size, and ``compile`` when the denoiser was compiled). A resume must match
-both.
+edited in place), and the numerics that change the bytes written (backend, dtype, model batch size, the hub
+commit loaded, and ``compile``/``decode_batch_size`` where they apply). A resume must match both. It also
+lists the software stacks (GPU, torch, CUDA, diffusers, transformers) the images were made on: a resume on
+another one is named in a warning, since their float rounding may differ.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import platform
 from pathlib import Path
 
 import yaml
@@ -22,8 +25,55 @@ from utils.errors import UserError, first_line
 from utils.folder_lock import is_lock_file
 from variations.manifest import is_manifest_file
 
+log = logging.getLogger(__name__)
+
 CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
+STACKS = "environments"  # generation.json: the software stacks the folder's images were made on, oldest first
+# generation.json keys recorded since a later version: a folder made before lacks them and is not refused for it
+RECORDED_LATER = ("revision", "prior_revision")
+
+
+def software_stack(device) -> dict:
+    """What besides the config and weights decides float rounding: the device and the library versions."""
+    import diffusers
+    import torch
+    import transformers
+
+    return {
+        "device": device.type,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _compared(saved: dict, current: dict) -> tuple[dict, dict]:
+    """The numerics a resume must match: the stacks aside, and keys the saved record predates."""
+    later = [key for key in RECORDED_LATER if key not in saved]
+    drop = {STACKS, *later}
+    return {k: v for k, v in saved.items() if k not in drop}, {k: v for k, v in current.items() if k not in drop}
+
+
+def _with_stacks(saved: dict, generation: dict, folder: Path) -> dict:
+    """``generation`` with the saved stacks and the current one (named in a warning when it is new)."""
+    stacks = list(saved.get(STACKS, []))
+    current = generation.get(STACKS, [])
+    for stack in current:
+        if stacks and stack not in stacks:
+            changes = "; ".join(config_differences(stacks[-1], stack))
+            log.warning(
+                "output_folder: %s was started on another software stack (%s); images made on each may differ in "
+                "their last bits. Use --overwrite to make them all on this one",
+                folder,
+                changes,
+            )
+        if stack not in stacks:
+            stacks.append(stack)
+    return {**generation, STACKS: stacks} if stacks else generation
 
 
 def sources_fingerprint(root: Path, samples: list[tuple[str, int]]) -> str:
@@ -51,6 +101,7 @@ def generation_changes(saved: dict, current: dict) -> list[str]:
     """How ``current`` differs from a folder's ``generation.json`` (keys a folder predates are not compared)."""
     if not saved:  # made before generation.json existed
         return []
+    saved, current = _compared(saved, current)
     return config_differences(saved, {key: value for key, value in current.items() if key in saved or key != SIZES_KEY})
 
 
@@ -144,6 +195,7 @@ def prepare_output_folder(cfg, classes: list[str], generation: dict, overwrite: 
             )
         else:
             state = "resume"
+            generation = _with_stacks(saved_generation, generation, folder)
     folder.mkdir(parents=True, exist_ok=True)
     # the config goes in before the class folders: a parallel shard job sees a config
     atomic_write_yaml(folder / CONFIG_NAME, cfg.to_dict())

@@ -24,8 +24,10 @@ from variations.generator import GenerationJob, GenerationStats, generate
 from variations.manifest import manifest_records, merge_parts, write_part
 from variations.output_folder import (
     SIZES_KEY,
+    STACKS,
     prepare_output_folder,
     remove_leftovers,
+    software_stack,
     sources_fingerprint,
     sources_folder,
     sources_sizes_fingerprint,
@@ -123,6 +125,7 @@ def _run_variations(cfg, options: RunOptions) -> dict:
             "sources_sha256": sources_fingerprint(index.root, index.samples),
             SIZES_KEY: sources_sizes_fingerprint(index.samples),
             **backend.numerics,
+            STACKS: [software_stack(device)],
         }
         state = _prepare_folder_once(cfg, index.classes, generation, options.overwrite)
         # leftovers of a killed run: a job alone on the folder removes all; a part only its own outputs'
@@ -158,7 +161,25 @@ def _run_variations(cfg, options: RunOptions) -> dict:
     if distributed.is_main_process():
         _report(part.tag, stats, merged)
         log_to_wandb(cfg, summary, stats)
+    if stats.non_finite:
+        raise UserError(non_finite_message(stats.non_finite, cfg.diffusion))
     return summary
+
+
+def non_finite_message(sources: list[str], diffusion) -> str:
+    shown = ", ".join(sources[:5]) + (f" and {len(sources) - 5} more" if len(sources) > 5 else "")
+    dtype = getattr(diffusion, "dtype", None)
+    cure = (
+        "float16 overflow is the usual cause: re-run with diffusion.dtype: bfloat16 (or float32), into another "
+        "output_folder or with --overwrite"
+        if dtype in ("auto", "float16")
+        else "re-run with diffusion.dtype: float32, into another output_folder or with --overwrite"
+    )
+    return (
+        f"diffusion: the model returned NaN or infinite values for {len(sources)} source image(s) ({shown}); "
+        f"nothing was written for them (the other images were). Re-running the same command retries only them; "
+        f"if they fail again, {cure}"
+    )
 
 
 def _report(tag: str, stats: GenerationStats, merged: bool) -> None:

@@ -28,9 +28,11 @@ class GenerationSection(Section):
     color_transfer: Literal["none", "mean_std", "lab"] = "mean_std"  # true = mean_std, false = none
     height: int = Field(512, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # generated image height, pixels
     width: int = Field(512, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # generated image width, pixels
-    # Images per model call, padded to exactly this many so an image's bytes never depend on how the work
-    # was split (workers, processes, shards, resumption). Default: dataset.batch_size on CUDA; 1 on CPU,
-    # where batching gains little and single images make the bytes independent of the batch size too.
+    # Source images per model call, padded to exactly this many so an image's bytes never depend on how the work
+    # was split (workers, processes, shards, resumption); each brings num_variations rows. Default on CUDA:
+    # dataset.batch_size, lowered so that a call holds at most ROWS_PER_CALL_PIXELS of output (images ×
+    # variations × height × width); 1 on CPU, where batching gains little and single images make the bytes
+    # independent of the batch size too.
     model_batch_size: int | None = Field(None, gt=0)
 
     @field_validator("color_transfer", mode="before")
@@ -45,6 +47,10 @@ class DiffusersSection(GenerationSection):
     """``diffusion`` keys of the backends built on a diffusers pipeline."""
 
     model: str  # HuggingFace hub id or a local folder (save_pretrained layout)
+    revision: str | None = None  # hub branch, tag or commit of `model`; None: main. The commit used is recorded
+    # Rows (image × variation) per VAE/MoVQ decode call; None: as many as fit DECODE_PIXELS of output. The decode
+    # of a whole model call at once is what runs out of GPU memory first (about 0.5 GiB per 512² row in fp16).
+    decode_batch_size: int | None = Field(None, gt=0)
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: float16 on CUDA, float32 on CPU
     scheduler: str | None = None  # diffusers scheduler class, e.g. DPMSolverMultistepScheduler; None: model's own
     inference_steps: int = Field(50, gt=0)  # denoising steps
@@ -104,5 +110,30 @@ class VariationBackend(Protocol):
         ...
 
 
+# Output pixels per model call on CUDA by default: 16 rows at 512² (the SD UNet's activations at batch 16 × 2 for
+# guidance fit a 40 GB card; with the decode sliced, the UNet sets the peak).
+ROWS_PER_CALL_PIXELS = 16 * 512 * 512
+# Output pixels per VAE/MoVQ decode call by default: 8 rows at 512² (~4 GiB in fp16), 3 at 768².
+DECODE_PIXELS = 8 * 512 * 512
+
+
 def default_model_batch_size(section: GenerationSection, device: torch.device, batch_size: int) -> int:
-    return section.model_batch_size or (batch_size if device.type == "cuda" else 1)
+    """Images per model call: the configured number, else 1 on CPU and on CUDA ``batch_size`` images, fewer where
+    their rows (images × variations at the output size) would exceed ``ROWS_PER_CALL_PIXELS``."""
+    if section.model_batch_size:
+        return section.model_batch_size
+    if device.type != "cuda":
+        return 1
+    rows = max(1, ROWS_PER_CALL_PIXELS // output_pixels(section))
+    return max(1, min(batch_size, rows // section.num_variations))
+
+
+def output_pixels(section: GenerationSection) -> int:
+    """Pixels of one output image as configured (512² where a backend leaves the size to its model)."""
+    return (getattr(section, "height", None) or 512) * (getattr(section, "width", None) or 512)
+
+
+def default_decode_rows(section: GenerationSection, pixels: int) -> int:
+    """Rows per VAE/MoVQ decode call: the configured number, else as many ``pixels``-sized rows as ``DECODE_PIXELS``
+    allow."""
+    return getattr(section, "decode_batch_size", None) or max(1, DECODE_PIXELS // pixels)

@@ -83,6 +83,7 @@ def sdedit_timesteps(scheduler, steps: int, strength: float) -> torch.Tensor:
 class DDPMSdeditBackend(DiffusersBackend):
     Section = DDPMSdeditSection
     title = "DDPM SDEdit"
+    decoder = None  # pixel space: no latent decoder
 
     def __init__(self, pipe, settings: DDPMSdeditSection, device: torch.device, model_batch_size: int):
         super().__init__(pipe, settings, device, model_batch_size)

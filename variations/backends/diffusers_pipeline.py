@@ -3,7 +3,9 @@
 The folder's ``model_index.json`` must name a pipeline the backend can load from (one line otherwise, naming
 the config key). From the hub, only the components the pipeline class takes are fetched (``hub_files``);
 components a backend leaves out (a safety checker, Kandinsky's prior transformer) are neither fetched nor
-loaded. Then: dtype, scheduler swap, SDPA attention, per-variation generators.
+loaded; in fp16 the ``fp16`` weight variant is preferred where a component has one. Under torchrun each machine's
+first process downloads before the others read its cache. Then: dtype, scheduler swap, SDPA attention,
+per-variation generators.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from utils import distributed
 from utils.errors import UserError, first_line
 from variations.backends import hub_files
+from variations.backends.moved_models import replacement
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 MISMATCH = "weight shapes do not match the component's config.json"
@@ -36,6 +40,7 @@ class PipelineRequest:
     accepts: tuple[str, ...] = ()  # other model_index.json pipelines holding every part it needs
     skip: tuple[str, ...] = ()  # components neither fetched nor loaded (passed as None)
     options: Mapping = field(default_factory=dict)  # further from_pretrained keywords
+    revision: str | None = None  # hub branch, tag or commit; None: main
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -103,6 +108,12 @@ def read_model_index(request: PipelineRequest, path: Path) -> dict:
 
 def hub_error(request: PipelineRequest, err: Exception) -> UserError:
     model = request.model
+    moved = replacement(model)
+    if moved is not None:
+        return UserError(
+            f"{request.key}: cannot load '{model}' ({first_line(err)}): that repository has left the hub; a copy is "
+            f"'{moved}': set {request.key}: {moved}"
+        )
     parent = Path(model).parent
     if parent != Path() and parent.is_dir():
         # "models/sd" beside an existing "models/" folder is far more likely a mistyped local path than a hub
@@ -111,10 +122,11 @@ def hub_error(request: PipelineRequest, err: Exception) -> UserError:
             f"{request.key}: folder not found: {model} (nor could hub repository '{model}' be loaded: "
             f"{first_line(err)})"
         )
+    pinned = f" --revision {request.revision}" if request.revision else ""
     return UserError(
         f"{request.key}: cannot load '{model}' ({first_line(err)}). Without network, download it once where "
-        "there is one (it lands in the HuggingFace cache, $HF_HOME, default ~/.cache/huggingface) and set "
-        "HF_HUB_OFFLINE=1, or point it at a local folder written by save_pretrained"
+        f"there is one (`hf download {model}{pinned}`: it lands in the HuggingFace cache, $HF_HOME, default "
+        "~/.cache/huggingface) and set HF_HUB_OFFLINE=1, or point it at a local folder written by save_pretrained"
     )
 
 
@@ -128,19 +140,29 @@ def model_index(request: PipelineRequest) -> dict:
             raise UserError(f"{request.key}: folder not found: {model}")
         return read_model_index(request, folder / hub_files.MODEL_INDEX)
     try:
-        return read_model_index(request, hub_files.fetch_model_index(model))
+        return read_model_index(request, hub_files.fetch_model_index(model, request.revision))
     except (OSError, ValueError) as err:
         raise hub_error(request, err) from err
 
 
-def model_folder(request: PipelineRequest, index: dict) -> Path:
-    """The local folder to load from: the given one, or a hub snapshot holding the used components only."""
+def model_folder(request: PipelineRequest, index: dict, variant: str | None = None) -> Path:
+    """The local folder to load from: the given one, or a hub snapshot holding the used components only (named
+    after its commit). Under torchrun, each machine's first process downloads; the others then find it cached."""
     if looks_local(request.model):
         return Path(request.model).expanduser()
-    try:
-        return hub_files.fetch(request.model, request.components(index))
-    except (OSError, ValueError) as err:
-        raise hub_error(request, err) from err
+    with distributed.local_main_first():
+        try:
+            return hub_files.fetch(request.model, request.components(index), request.revision, variant)
+        except (OSError, ValueError) as err:
+            raise hub_error(request, err) from err
+
+
+def weight_variant(dtype: torch.dtype, folder: Path, components: list[str]) -> str | None:
+    """``fp16`` when running in float16 and some component has fp16 weights (the others load their plain ones)."""
+    if dtype != torch.float16:
+        return None  # bfloat16 from fp16 weights would lose what float32 weights keep
+    has = any(next((folder / component).glob("*.fp16.*"), None) for component in components)
+    return "fp16" if has else None
 
 
 def unreadable_weights(folder: Path, components: list[str]) -> tuple[Path, Exception] | None:
@@ -187,10 +209,11 @@ def load(
 
     quiet_loading_bars()
     index = index if index is not None else model_index(request)
-    folder = model_folder(request, index)
+    folder = model_folder(request, index, "fp16" if dtype == torch.float16 else None)
+    variant = weight_variant(dtype, folder, request.components(index))
     try:
         pipe = request.pipeline_class.from_pretrained(
-            str(folder), dtype=dtype, **dict.fromkeys(request.skip), **request.options
+            str(folder), dtype=dtype, variant=variant, **dict.fromkeys(request.skip), **request.options
         )
     # What a bad checkpoint raises: diffusers wraps its own read errors in OSError/ValueError (shape mismatches
     # too), transformers lets safetensors' SafetensorError through and raises RuntimeError for shape mismatches.
@@ -202,6 +225,8 @@ def load(
 
         pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)  # ours counts images, not denoising steps
+    # the commit a hub snapshot holds (its folder's name), recorded beside the outputs; None for local folders
+    pipe.hub_revision = None if looks_local(request.model) else folder.name
     return pipe.to(device)
 
 

@@ -25,6 +25,7 @@ class Kandinsky22Section(GuidedSection):
     backend: Literal["kandinsky22"] = "kandinsky22"
     model: str = "kandinsky-community/kandinsky-2-2-decoder"  # the decoder
     prior_model: str = "kandinsky-community/kandinsky-2-2-prior"  # its image encoder embeds the sources
+    prior_revision: str | None = None  # hub branch, tag or commit of prior_model; None: main
     # Pixels, multiples of 64. 768, not diffusers' KandinskyV22Pipeline default of 512: the 2.2 decoder's model
     # card's examples render at 768×768, the size its authors show the model at.
     height: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)
@@ -36,6 +37,7 @@ class Kandinsky22Section(GuidedSection):
 class Kandinsky22Backend(DiffusersBackend):
     Section = Kandinsky22Section
     pipeline = "KandinskyV22Pipeline"
+    decoder = "movq"
     title = "Kandinsky 2.2 image variations"
 
     @classmethod
@@ -56,6 +58,7 @@ class Kandinsky22Backend(DiffusersBackend):
             KandinskyV22PriorPipeline,
             settings.prior_model,
             key="diffusion.prior_model",
+            revision=settings.prior_revision,
             skip=("prior", "text_encoder", "tokenizer", "scheduler"),  # text → image embedding: not needed
         )
 
@@ -67,6 +70,8 @@ class Kandinsky22Backend(DiffusersBackend):
         prior_index = model_index(prior_request)
         backend = super().load(settings, device, batch_size)
         backend.prior = load(prior_request, device, backend.pipe.dtype, index=prior_index)
+        if backend.prior.hub_revision is not None:
+            backend.numerics["prior_revision"] = backend.prior.hub_revision
         with torch.no_grad():
             backend.zero_embedding = backend.prior.get_zero_embed(device=device)
         return backend

@@ -20,7 +20,8 @@ from variations.backends.diffusers_backend import DiffusersBackend
 
 class StableUnCLIPSection(GuidedSection):
     backend: Literal["stable_unclip"] = "stable_unclip"
-    model: str = "stabilityai/stable-diffusion-2-1-unclip"
+    # Stability AI's own repository left the hub in November 2025; sd2-community keeps a copy
+    model: str = "sd2-community/stable-diffusion-2-1-unclip"
     height: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # pixels; the model's native 768
     width: int = Field(768, ge=8, le=MAX_IMAGE_SIZE, multiple_of=8)  # pixels; the model's native 768
     inference_steps: int = Field(20, gt=0)  # denoising steps (the pipeline's default)
