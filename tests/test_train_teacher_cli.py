@@ -1,6 +1,7 @@
 """End to end: the real train_teacher.py on tiny data, with the real wandb library offline."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -74,8 +75,22 @@ def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
     assert summary["setting"]["role"] == "teacher" and summary["setting"]["variation_backend"] is None
     (artifact,) = wandb_records.artifacts(records)
     assert artifact.type == "model" and [m.path for m in artifact.manifest.contents] == ["model.safetensors"]
+    # W&B staged a full copy of every logged checkpoint under its data folder (209 MB after a dozen tiny runs);
+    # the artifact's file is now read from the run directory when it is uploaded
+    assert Path(artifact.manifest.contents[0].local_path) == run_dir / "model.safetensors"
+    checkpoint_size = (run_dir / "model.safetensors").stat().st_size
+    outside = [tmp_path / "wandb_data", tmp_path / "wandb_cache"]  # WANDB_DATA_DIR, WANDB_CACHE_DIR (script_env)
+    assert [
+        p for folder in outside for p in folder.rglob("*") if p.is_file() and p.stat().st_size >= checkpoint_size
+    ] == []
 
     assert "attack success rate (ASR)" in result.stderr  # the final table
+    # the offline run's upload command is also the last line, not only scrolled away at the start
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("W&B: the run was logged offline; upload it with: wandb sync ")
+    )
 
 
 def test_teacher_without_backdoor_and_with_blended_late_trigger(tmp_path, image_data):

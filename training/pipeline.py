@@ -54,6 +54,8 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
             if run is not None:
                 _finish(run, cfg, trainable.model, data.classes, summary, states)
                 log.info("\n%s\n\nrun directory: %s", table, run.run_dir)
+                if run.upload_hint:
+                    log.warning("%s", run.upload_hint)
         except (StopRequested, KeyboardInterrupt) as err:  # KeyboardInterrupt: Ctrl-C twice, no waiting
             stopped = err if isinstance(err, StopRequested) else StopRequested(signal.SIGINT)
             message = f"{stopped}; {states.kept_text()}; resume with:"

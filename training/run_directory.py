@@ -25,7 +25,7 @@ from models.classifier_factory import ClassifierRecord, classifier_metadata
 from utils import distributed
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
 from utils.errors import describe_write_error
-from utils.tracking import MetricsLog, log_model_artifact, start_wandb, wandb_run_path
+from utils.tracking import MetricsLog, finish_wandb, log_model_artifact, start_wandb, wandb_run_path
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Run:
     wandb_run: object = None
     started: float = field(default_factory=time.time)
     setting: dict = field(default_factory=dict)  # flat grouping keys (attack, rate, role...), see setting_keys
+    upload_hint: str | None = None  # set by finish_run for an offline W&B run: how to upload it (the last line)
 
 
 def create_run_dir(save_path: Path, name: str) -> Path:
@@ -150,5 +151,5 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
     if run.wandb_run is not None:
         run.wandb_run.summary.update(_flatten("", summary, {}))
         log_model_artifact(run.wandb_run, checkpoint, metadata)
-        run.wandb_run.finish()
+        run.upload_hint = finish_wandb(run.wandb_run)
     return checkpoint
