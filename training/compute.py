@@ -11,6 +11,24 @@ from torch import nn
 from utils.distributed import resolve_device
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+# What the training section's numerics keys become off CUDA, where a run is fp32, contiguous and eager: simplest
+# and exact (autocast, channels_last and torch.compile are what pay on a GPU)
+OFF_CUDA = {"mixed_precision": "none", "channels_last": False, "compile": False}
+
+
+def effective_training(training, device: torch.device):
+    """The ``training`` section as it takes effect on ``device`` (``OFF_CUDA`` values on a CPU or MPS)."""
+    return training if device.type == "cuda" else training.model_copy(update=OFF_CUDA)
+
+
+def with_effective_training(cfg):
+    """A copy of a run's config whose ``training`` section says what will run on this machine's device.
+
+    The run saves it as its ``config.yaml`` (a CPU run does not claim bf16), and runs are matched by it: the
+    pipeline applies it before looking for a finished run, as the run did before saving its config.
+    """
+    training = effective_training(cfg.training, resolve_device(cfg.training.device))
+    return cfg.model_copy(update={"training": training}, deep=True)
 
 
 @dataclass(frozen=True)
@@ -21,8 +39,8 @@ class Compute:
 
     @classmethod
     def for_device(cls, device: torch.device, mixed_precision: str, channels_last: bool) -> Compute:
-        if device.type != "cuda":  # CPU runs stay in fp32 / contiguous: simplest and exact
-            return cls(device)
+        if device.type != "cuda":
+            mixed_precision, channels_last = OFF_CUDA["mixed_precision"], OFF_CUDA["channels_last"]
         return cls(device, AMP_DTYPES[mixed_precision], channels_last)
 
     @classmethod

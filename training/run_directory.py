@@ -25,6 +25,7 @@ from models.classifier_factory import ClassifierRecord, classifier_metadata
 from utils import distributed
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
 from utils.errors import describe_write_error
+from utils.run_environment import run_environment
 from utils.tracking import MetricsLog, finish_wandb, log_model_artifact, start_wandb, wandb_run_path
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def start_run(
     write_poison_indices(run_dir, data.poison_indices)
     if data.cross_indices is not None:
         write_poison_indices(run_dir, data.cross_indices, CROSS_INDICES_NAME)
-    preview = trigger_preview(data.train, data.poison_indices)
+    preview = trigger_preview(data.train, data.poison_indices, data.classes)
     if preview is not None:
         atomic_write_png(run_dir / SAMPLES_NAME, preview)
     setting = setting_keys(cfg.to_dict(), job_type)
@@ -103,7 +104,7 @@ def start_run(
     if wandb_run is not None and preview is not None:
         import wandb
 
-        wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="top: clean, bottom: triggered")})
+        wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="clean and triggered")})
     log.info("run directory: %s", run_dir)
     return Run(run_dir, job_type, MetricsLog(run_dir / METRICS_NAME, wandb_run), wandb_run, setting=setting)
 
@@ -145,6 +146,7 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
         "seconds": round(time.time() - run.started, 1),
         "wandb_run_path": wandb_run_path(run.wandb_run),
         "setting": run.setting,
+        "environment": run_environment(next(model.parameters()).device),
     }
     with writing(run.run_dir / SUMMARY_NAME):
         atomic_write_json(run.run_dir / SUMMARY_NAME, full)
