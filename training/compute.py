@@ -27,7 +27,11 @@ def with_effective_training(cfg):
     The run saves it as its ``config.yaml`` (a CPU run does not claim bf16), and runs are matched by it: the
     pipeline applies it before looking for a finished run, as the run did before saving its config.
     """
-    training = effective_training(cfg.training, resolve_device(cfg.training.device))
+    name = cfg.training.device
+    # only the device type matters: an explicit cuda is taken at its word (a dry run on a login node without a GPU
+    # matches the runs made on the GPU nodes; the run itself stops if there is none)
+    kind = ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name).type
+    training = effective_training(cfg.training, torch.device(kind))
     return cfg.model_copy(update={"training": training}, deep=True)
 
 
