@@ -23,8 +23,8 @@ def _percent(value) -> str:
 
 
 FIRST_BACKENDS = {  # the first variation row: the baseline, or Versatile Diffusion where it can run
-    "classical": ("student_classical", "classical", "classical baseline (no generative model)"),
-    "versatile_diffusion": ("student_versatile_diffusion", "Versatile Diffusion", "Versatile Diffusion"),
+    "classical": ("student_classical", "classical"),
+    "versatile_diffusion": ("student_versatile_diffusion", "Versatile Diffusion"),
 }
 
 
@@ -43,21 +43,71 @@ def diffusion_strength(variations: Path) -> float:
     return float(yaml.safe_load((Path(variations) / "config.yaml").read_text())["diffusion"]["strength"])
 
 
-def build_results(summaries: dict, variations: dict, seconds: float) -> dict:
-    """Teacher and the students (keys of ``summaries``): CA, ASR, RA and, for students, DER.
+def _read_config(run_dir: Path) -> dict:
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
 
-    ``variations``: ``first`` (the first student's backend) and ``strength`` (the diffusion student's SDEdit).
+
+def demo_setting(teacher: dict, runs: Mapping[str, Path]) -> dict:
+    """What the table is about, from the teacher's ``summary.json`` and the runs' ``config.yaml``: the attack, its
+    target, the poisoning rate, the ASR a random guess would reach, the seeds and the epochs of every model."""
+    attack = teacher.get("attack") or {}
+    classes = list(teacher["per_class_accuracy"])  # in class-index order
+    configs = {name: _read_config(folder) for name, folder in runs.items()}
+    return {
+        "attack": attack.get("name"),
+        "target_type": attack.get("target_type"),
+        "target_class": classes[attack["target_idx"]] if "target_idx" in attack else None,
+        "poisoning_rate": (teacher.get("setting") or {}).get("poisoning_rate"),
+        "num_poisoned": teacher.get("num_poisoned"),
+        "num_train": teacher.get("num_train"),
+        "classes": classes,
+        # a model that guesses uniformly calls a triggered image the target (or, all-to-all, the next class)
+        # this often: an ASR near it means no backdoor
+        "asr_chance_level": 1 / len(classes),
+        "seeds": sorted({config.get("seed") for config in configs.values()}),
+        "epochs": {name: config["training"]["num_epochs"] for name, config in configs.items()},
+    }
+
+
+def build_results(summaries: dict, variations: dict, seconds: float, runs: Mapping[str, Path]) -> dict:
+    """Teacher and the students (keys of ``summaries``): CA, ASR, RA and, for students, DER; the setting; where
+    each run lies (``runs``: run directory of every model, ``variations`` folders by name).
+
+    ``variations``: ``first`` (the first student's backend), ``strength`` (the diffusion student's SDEdit) and
+    ``folders`` (name → variations folder).
     """
     rows = {"teacher": {k: summaries["teacher"][k] for k in KEYS} | {"der": None}}
     for name, summary in summaries.items():
         if name != "teacher":
             rows[name] = {k: summary["student"][k] for k in KEYS} | {"der": summary["der"]}
     return {
-        "variation_backend": FIRST_BACKENDS[variations["first"]][2],
+        "variation_backend": variations["first"],
         "diffusion_strength": variations["strength"],
+        "setting": demo_setting(summaries["teacher"], runs),
         "wall_time_seconds": round(seconds, 1),
         "models": rows,
+        "runs": {name: str(folder) for name, folder in runs.items()},
+        "variations": {name: str(folder) for name, folder in variations.get("folders", {}).items()},
     }
+
+
+def _setting_text(setting: dict) -> str:
+    epochs = sorted(set(setting["epochs"].values()))
+    trained = (
+        f"every model trained for {epochs[0]} epoch{'s' if epochs[0] != 1 else ''}"
+        if len(epochs) == 1
+        else "epochs: " + ", ".join(f"{name} {n}" for name, n in setting["epochs"].items())
+    )
+    mode = "all-to-all (class y → y + 1)" if setting["target_type"] == "all_to_all" else "all-to-one"
+    seeds = ", ".join(str(seed) for seed in setting["seeds"])
+    return (
+        f"- attack: **{setting['attack']}**, {mode}, target class **{setting['target_class']}**\n"
+        f"- poisoning rate: **{100 * setting['poisoning_rate']:g} %** of the non-target training images "
+        f"({setting['num_poisoned']} of {setting['num_train']} training images poisoned)\n"
+        f"- {len(setting['classes'])} classes ({', '.join(setting['classes'])}): the ASR of a model guessing at "
+        f"random (chance level) is **{100 * setting['asr_chance_level']:.1f} %**\n"
+        f"- seed {seeds}; {trained}\n"
+    )
 
 
 def write_results(results: dict, out: Path) -> str:
@@ -69,16 +119,32 @@ def write_results(results: dict, out: Path) -> str:
         "student_diffusion": f"student on diffusion variations (demo DDPM, SDEdit strength {strength:g})",
         "student_clean": "student on clean training images (upper bound)",
     }
+    meaning = {
+        "teacher": "trained on the poisoned training set; the backdoored model the defence starts from",
+        "student_classical": "distilled from the teacher on image-processing variations of the poisoned training set",
+        "student_versatile_diffusion": "distilled from the teacher on Versatile Diffusion variations of the poisoned "
+        "training set",
+        "student_diffusion": "distilled from the teacher on variations of the poisoned training set made by the "
+        "demo's DDPM (trained on clean shapes only)",
+        "student_clean": "distilled from the teacher on the clean training images; what removing every trigger "
+        "would reach",
+    }
     rows = [[names[key], *(_percent(values[k]) for k in (*KEYS, "der"))] for key, values in results["models"].items()]
     table = markdown_table(["model", "clean accuracy", "ASR", "robust accuracy", "DER"], rows)
+    explained = "".join(f"- {names[key]}: {meaning[key]}\n" for key in results["models"])
+    where = "".join(f"- {names[key]}: `{folder}`\n" for key, folder in results["runs"].items())
+    where += "".join(f"- {name} variations: `{folder}`\n" for name, folder in results["variations"].items())
     text = (
         "# Demo results\n\n"
-        f"First variations made with: **{results['variation_backend']}**; diffusion variations: the demo's DDPM "
-        f"(demo/ddpm_shapes, trained on clean shapes only), SDEdit at strength {strength:g}.\n\n"
+        f"{_setting_text(results['setting'])}"
+        f"- first variations made with: **{results['variation_backend']}**; diffusion variations: the demo's DDPM "
+        f"(demo/ddpm_shapes, trained on clean shapes only), SDEdit at strength {strength:g}\n\n"
         f"{table}\n\n"
+        f"Rows:\n\n{explained}\n"
         "CA: accuracy on the clean test set. ASR: share of triggered non-target test images classified as the "
-        "target. RA: share of them still classified correctly. DER = (max(0, ASR_t − ASR_s) − max(0, CA_t − CA_s) "
-        "+ 1) / 2 against the teacher.\n\n"
+        "target (chance level above). RA: share of them still classified correctly. DER = (max(0, ASR_t − ASR_s) − "
+        "max(0, CA_t − CA_s) + 1) / 2 against the teacher (0.5: no change; 1: the backdoor removed at no cost).\n\n"
+        f"Runs (each with config.yaml, metrics.jsonl, summary.json, model.safetensors):\n\n{where}\n"
         f"Wall time: {results['wall_time_seconds'] / 60:.1f} min.\n"
     )
     atomic_write_text(out / "results.md", text)

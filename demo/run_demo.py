@@ -107,7 +107,15 @@ def run_demo(args: argparse.Namespace) -> None:
         "student_clean": result.summaries["clean_student"],
     }
     strength = diffusion_strength(diffusion.run_dirs["variations"])
-    results = build_results(summaries, {"first": result.backend, "strength": strength}, time.perf_counter() - started)
+    runs = {
+        "teacher": result.run_dirs["teacher"],
+        result_name(result.backend): result.run_dirs["student"],
+        "student_diffusion": diffusion.run_dirs["student"],
+        "student_clean": result.run_dirs["clean_student"],
+    }
+    folders = {result.backend: result.run_dirs["variations"], "ddpm_sdedit": diffusion.run_dirs["variations"]}
+    variations = {"first": result.backend, "strength": strength, "folders": folders}
+    results = build_results(summaries, variations, time.perf_counter() - started, runs)
     rows = {
         row_name(result.backend): result.run_dirs["variations"],
         "diffusion variation": diffusion.run_dirs["variations"],

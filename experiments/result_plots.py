@@ -1,8 +1,9 @@
 """Plots of the aggregated results (PNG through matplotlib's ``Figure``, drawn by Agg: no display, no pyplot).
 
 ``teacher_vs_student.png``: CA and ASR of every model (teacher, students by variation backend, clean
-student) per setting, as bars with ± one standard deviation. ``rate_sweep.png`` (when the poisoning rate
-varies): CA and ASR against the rate, one line per model and attack, with error bars.
+student) per setting, as bars with ± one standard deviation over seeds (none for a single seed).
+``rate_sweep.png`` (when the poisoning rate varies): CA and ASR against the rate, one line per model and
+attack, with error bars. The titles say over how many seeds.
 """
 
 from __future__ import annotations
@@ -57,12 +58,22 @@ def _value(group: Group, metric: str) -> tuple[float, float]:
     return (100 * stat.mean, 100 * (stat.std or 0.0)) if stat else (float("nan"), 0.0)
 
 
+def over_seeds(groups: list[Group]) -> str:
+    """What the bars' heights and error bars are: a mean ± std over n seeds only where n > 1."""
+    counts = sorted({stat.n for group in groups for metric, _ in PANELS if (stat := group.stats.get(metric))})
+    if not counts or counts[-1] == 1:
+        return "one run (seed) each, no error bars"
+    if counts[0] == counts[-1]:
+        return f"mean ± std over {counts[0]} seeds"
+    return f"mean ± std over {counts[0]}–{counts[-1]} seeds (no error bar where a single seed)"
+
+
 def _save(figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
 
 
-def bar_chart(groups: list[Group], varying: list[str], path: Path) -> None:
+def bar_chart(groups: list[Group], varying: list[str], path: Path) -> Figure:
     label_keys = _setting_keys(varying) or ["attack"]
     variation_keys = _variation_keys(varying)
     settings = list(dict.fromkeys(_label(g, label_keys) for g in groups))
@@ -84,11 +95,12 @@ def bar_chart(groups: list[Group], varying: list[str], path: Path) -> None:
         axis.set_ylabel(title)
         axis.grid(axis="y", alpha=0.3)
     axes[0][1].legend(fontsize="small", loc="upper right")
-    figure.suptitle("teacher vs. students: mean ± std over seeds")
+    figure.suptitle(f"teacher vs. students: {over_seeds(groups)}")
     _save(figure, path)
+    return figure
 
 
-def rate_chart(groups: list[Group], varying: list[str], path: Path) -> None:
+def rate_chart(groups: list[Group], varying: list[str], path: Path) -> Figure:
     line_keys = [k for k in _setting_keys(varying) if k != "poisoning_rate"]
     lines: dict[str, list[Group]] = {}
     for group in groups:
@@ -109,8 +121,9 @@ def rate_chart(groups: list[Group], varying: list[str], path: Path) -> None:
         axis.set_ylim(-2, 105)
         axis.grid(alpha=0.3)
     axes[0][1].legend(fontsize="small")
-    figure.suptitle("attack and accuracy against the poisoning rate: mean ± std over seeds")
+    figure.suptitle(f"attack and accuracy against the poisoning rate: {over_seeds(groups)}")
     _save(figure, path)
+    return figure
 
 
 def write_plots(groups: list[Group], group_by: tuple[str, ...], out: Path) -> list[Path]:

@@ -23,6 +23,7 @@ from datasets.image_folder import list_class_folders
 from datasets.setting_keys import attack_name, setting_keys, variations_identity, without_runtime_keys
 from experiments.experiment_file import STEPS, ExperimentSpec
 from experiments.setting_folders import place, teacher_identities, variations_identities
+from training.compute import with_effective_training
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,9 @@ def resolve_configs(spec: ExperimentSpec) -> SettingConfigs:
     # The teacher and the clean student do not depend on the variation model: settings that differ only in it
     # share them, and each variation config gets its own subfolder for its variations and student. A teacher
     # or variation config that the folder names do not tell apart gets a folder of its own (setting_folders).
-    identity = without_runtime_keys(teacher.to_dict())  # as the run saves it (model.num_classes filled in)
+    # as the runs save them: model.num_classes filled in, the numerics that take effect on this machine's device
+    teacher, student = with_effective_training(teacher), with_effective_training(student)
+    identity = without_runtime_keys(teacher.to_dict())
     folder = place(spec.output, setting_name(teacher), identity, teacher_identities, "a teacher")
     wanted = variations_identity(variations.to_dict())
     variant = place(folder, variations.diffusion.backend, wanted, variations_identities, "variations")

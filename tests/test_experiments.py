@@ -503,3 +503,25 @@ def test_latex_escapes_every_special_character_once():
     groups = [Group({"attack": name, "role": "teacher"}, [], empty) for name in ("plain", r"a\b_c%d&e#f$g{h}i~j^k")]
     tex = latex(groups, ("attack", "role"))
     assert r"a\textbackslash{}b\_c\%d\&e\#f\$g\{h\}i\textasciitilde{}j\textasciicircum{}k & teacher" in tex
+
+
+def test_plot_titles_claim_a_spread_over_seeds_only_where_there_is_one(tmp_path):
+    """With one seed per setting the title said "mean ± std over seeds" above bars without error bars."""
+    from experiments.aggregate import Stat
+    from experiments.result_plots import bar_chart, rate_chart
+
+    def groups(*counts: int) -> list[Group]:
+        made = []
+        for role, n in zip(("teacher", "student"), counts, strict=True):
+            stat = Stat(0.5, 0.1 if n > 1 else None, n)
+            keys = {"role": role, "attack": "PatchBackdoor", "poisoning_rate": 0.1}
+            made.append(Group(keys, [], {"clean_accuracy": stat, "attack_success_rate": stat}))
+        return made
+
+    title = bar_chart(groups(1, 1), [], tmp_path / "a.png").get_suptitle()
+    assert title == "teacher vs. students: one run (seed) each, no error bars" and "±" not in title
+    assert "±" not in rate_chart(groups(1, 1), ["poisoning_rate"], tmp_path / "b.png").get_suptitle()
+    assert bar_chart(groups(3, 3), [], tmp_path / "c.png").get_suptitle().endswith("mean ± std over 3 seeds")
+    mixed = bar_chart(groups(1, 2), [], tmp_path / "d.png").get_suptitle()
+    assert mixed.endswith("mean ± std over 1–2 seeds (no error bar where a single seed)")
+    assert (tmp_path / "a.png").stat().st_size > 0

@@ -185,9 +185,13 @@ def test_clean_label_poisons_target_class_images_and_keeps_labels(folder):
         image, label, true_label = dataset[index]
         assert label == true_label  # no label ever changes
         assert (image[:, 12:, 12:] == 1).all() == (index in poisoned)
-    preview = trigger_preview(dataset, np.array(poisoned))  # samples.png: the target-class images, triggered
-    # 2 × 2 tiles of 16 px, 2 px padding: the first tile's corner is at rows 14–17 (clean), 32–35 (triggered)
-    assert (preview[32:36, 14:18] == 255).all() and not (preview[14:18, 14:18] == 255).all()
+    preview = trigger_preview(dataset, np.array(poisoned), folder.classes)  # samples.png: target-class images
+    # rows of 96-pixel tiles 4 pixels apart (the 16-pixel images 6× enlarged), after the row names: the rows' tiles
+    # differ only where the 4-pixel patch lies, the last 24 pixels of each tile, white in the triggered row
+    tiles = preview.shape[1] - len(poisoned) * 100
+    clean, triggered = preview[4:100, tiles:], preview[104:200, tiles:]
+    rows, columns = np.nonzero((clean != triggered).any(axis=2))
+    assert rows.min() >= 72 and (triggered[rows, columns] == 255).all()
     test = triggered_test_set(folder.samples, 16, white_patch(), backdoor.targeting(3), poison_first=True)
     assert len(test) == 8 and {test[i][1] for i in range(8)} == {0}  # scored like all-to-one
 
@@ -231,3 +235,36 @@ def test_wanet_cross_samples_keep_their_label_and_draw_noise_per_fetch_or_once(f
     random = build_poisoning(backdoor.model_copy(update={"random_poisoning": True}), attack, folder, seed=4)
     assert random.cross.mask is None and random.cross.rate == 0.5  # cross_ratio · rate per fetch
     assert cross_sample_indices(random).tolist() == []
+
+
+def find_block(picture: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) where the grey ``block`` appears exactly in every channel of ``picture``."""
+    h, w = block.shape
+    windows = np.lib.stride_tricks.sliding_window_view(picture, (h, w), axis=(0, 1))  # (Y, X, 3, h, w)
+    hits = (windows == block).all(axis=(2, 3, 4))
+    return [(int(y), int(x)) for y, x in np.argwhere(hits)]
+
+
+def test_samples_picture_is_labelled_and_large_enough_to_show_a_3_pixel_trigger(folder):
+    """samples.png was 16-pixel tiles without a word (274 × 70 px for CIFAR-10): a 3-pixel trigger did not show."""
+    from datasets.previews import preview_tile_size, trigger_preview
+
+    chosen = [4, 8, 9]  # a dog and two frogs
+    poisoning = Poisoning(PatchBackdoor("checkerboard", 3), to(0), fixed_mask=index_mask(np.array(chosen), 12))
+    dataset = PoisonedImageFolder(folder.samples, 16, poisoning)
+    preview = trigger_preview(dataset, np.array(chosen), folder.classes)
+    assert preview_tile_size(16) == 96 and preview_tile_size(32) == 96 and preview_tile_size(224) == 224
+    assert preview.shape[0] >= 2 * 96 and preview.shape[1] >= 3 * 96
+
+    # the checkerboard, each of its pixels a 6 × 6 square, in the bottom-right corner of every triggered tile
+    square = np.kron(np.indices((3, 3)).sum(axis=0) % 2 * 255, np.ones((6, 6), dtype=int))
+    found = find_block(preview, square)
+    assert len(found) == 3 and len({y for y, _ in found}) == 1  # one per image, all in one row
+    bottom = found[0][0] + 18  # the triggered tiles' lower edge
+    first_tile = min(x for _, x in found) + 18 - 96
+    ink = (preview < 100).all(axis=2)  # dark text on white paper
+    step = 96 + 4  # tile and padding
+    assert ink[bottom - 96 - step : bottom - step, :first_tile].any()  # "clean", left of the clean row
+    assert ink[bottom - 96 : bottom, :first_tile].any()  # "triggered", left of its row
+    for _, x in found:  # each column's class name under it
+        assert ink[bottom:, x + 18 - 96 : x + 18].any()

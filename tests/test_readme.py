@@ -315,8 +315,11 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
     assert "student on classical variations" in results and "student on clean training images" in results
     assert "student on diffusion variations (demo DDPM, SDEdit strength 0.25)" in results
     assert "CLASSICAL BASELINE" in result.stdout
+    assert "target class **circle**" in results and "(chance level) is **10.0 %**" in results  # 10 classes
+    assert "every model trained for 1 epoch\n" in results and "/teacher/" in results
     models = json.loads((out / "results.json").read_text())["models"]
     assert list(models) == ["teacher", "student_classical", "student_diffusion", "student_clean"]
+    assert json.loads((out / "results.json").read_text())["variation_backend"] == "classical"
     assert all(0 <= m["clean_accuracy"] <= 1 for m in models.values())
     (setting,) = (out / "experiments").iterdir()  # one teacher and one clean student serve both variation models
     assert sorted(p.name for p in setting.iterdir()) == ["classical", "clean_student", "ddpm_sdedit", "teacher"]

@@ -347,3 +347,21 @@ def test_the_runtime_keys_are_declared_once():
     for module in (run_discovery, output_folder, resumption):
         for name in ("RUNTIME_KEYS", "RESUMABLE_KEYS"):
             assert getattr(module, name, None) in (None, getattr(setting_keys, name)), (module, name)
+
+
+def test_the_numerics_a_config_records_are_those_that_take_effect_on_its_device(tmp_path, image_data):
+    """A CPU run's config.yaml said mixed_precision: bf16 and channels_last: true; it ran in fp32, contiguous."""
+    from training.compute import with_effective_training
+
+    given = TeacherConfig.model_validate(teacher_config_dict(image_data, tmp_path, training={"compile": True}))
+    numerics = ("mixed_precision", "channels_last", "compile")
+    on_cpu = with_effective_training(
+        given.model_copy(update={"training": given.training.model_copy(update={"device": "cpu"})})
+    )
+    assert [getattr(on_cpu.training, key) for key in numerics] == ["none", False, False]
+    assert [getattr(given.training, key) for key in numerics] == ["bf16", True, True]  # the given config is kept
+    # an explicit cuda keeps them (also where no GPU is visible: a dry run on a login node)
+    on_gpu = with_effective_training(
+        given.model_copy(update={"training": given.training.model_copy(update={"device": "cuda"})})
+    )
+    assert [getattr(on_gpu.training, key) for key in numerics] == ["bf16", True, True]

@@ -1,8 +1,14 @@
 """End to end: the real train_teacher.py on tiny data, with the real wandb library offline."""
 
 import json
+import platform
+import socket
+import subprocess
+from importlib import metadata as package_metadata
+from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from PIL import Image
 
@@ -10,14 +16,20 @@ from datasets.image_folder import scan_image_folder
 from datasets.poison_plan import fixed_poison_indices
 from models.classifier_factory import classifier_from_checkpoint
 from tests import wandb_records
-from tests.conftest import run_script, teacher_config_dict, write_config
+from tests.conftest import REPO, run_script, teacher_config_dict, write_config
+
+
+def git_head() -> str | None:
+    """The checkout's commit as git itself says it (None outside a git checkout, e.g. a Docker image)."""
+    found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
     config = teacher_config_dict(
         image_data,
         tmp_path / "runs",
-        training={"num_epochs": 2, "eval_every": 1},
+        training={"num_epochs": 2, "eval_every": 1, "compile": True},
         wandb={"enable_logging": True, "args": {"project": "tests", "name": "tiny_teacher"}},
     )
     config_path = write_config(tmp_path / "teacher.yaml", config)
@@ -38,6 +50,10 @@ def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
 
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["seed"] == 3 and resolved["model"]["num_classes"] == 3
+    # what ran: the defaults ask for bf16, channels_last (and the config for compile), which act only on CUDA
+    assert config["training"]["compile"] and "mixed_precision" not in config["training"]
+    ran = {key: resolved["training"][key] for key in ("mixed_precision", "channels_last", "compile")}
+    assert ran == {"mixed_precision": "none", "channels_last": False, "compile": False}
 
     labels = scan_image_folder(image_data["train"]).labels
     expected = fixed_poison_indices(labels, 0, 0.5, False, 3).tolist()
@@ -53,6 +69,12 @@ def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
     for key in ("clean_accuracy", "attack_success_rate", "robust_accuracy"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["num_poisoned"] == 6 and set(summary["per_class_accuracy"]) == {"cat", "dog", "frog"}
+    environment = summary["environment"]  # what produced these numbers
+    assert environment["python"] == platform.python_version() and environment["device"] == "cpu"
+    assert environment["packages"]["torch"] == package_metadata.version("torch")
+    assert environment["cuda"] == torch.version.cuda and environment["cuda_available"] == torch.cuda.is_available()
+    assert environment["command"].endswith(f"train_teacher.py -c {config_path} --set seed=3")
+    assert environment["host"] == socket.gethostname() and environment["git_commit"] == git_head()
 
     _, metadata = classifier_from_checkpoint(run_dir / "model.safetensors")
     assert metadata["class_names"] == ["cat", "dog", "frog"] and metadata["image_size"] == 16
@@ -74,8 +96,22 @@ def test_teacher_run_directory_and_wandb_offline(tmp_path, image_data):
     assert summary["setting"]["role"] == "teacher" and summary["setting"]["variation_backend"] is None
     (artifact,) = wandb_records.artifacts(records)
     assert artifact.type == "model" and [m.path for m in artifact.manifest.contents] == ["model.safetensors"]
+    # W&B staged a full copy of every logged checkpoint under its data folder (209 MB after a dozen tiny runs);
+    # the artifact's file is now read from the run directory when it is uploaded
+    assert Path(artifact.manifest.contents[0].local_path) == run_dir / "model.safetensors"
+    checkpoint_size = (run_dir / "model.safetensors").stat().st_size
+    outside = [tmp_path / "wandb_data", tmp_path / "wandb_cache"]  # WANDB_DATA_DIR, WANDB_CACHE_DIR (script_env)
+    assert [
+        p for folder in outside for p in folder.rglob("*") if p.is_file() and p.stat().st_size >= checkpoint_size
+    ] == []
 
     assert "attack success rate (ASR)" in result.stderr  # the final table
+    # the offline run's upload command is also the last line, not only scrolled away at the start
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("W&B: the run was logged offline; upload it with: wandb sync ")
+    )
 
 
 def test_teacher_without_backdoor_and_with_blended_late_trigger(tmp_path, image_data):

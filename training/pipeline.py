@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 from datasets.build import build_experiment_data
+from training.compute import with_effective_training
 from training.evaluation import BackdoorEvaluator
 from training.loop import EpochHooks, Progress, Schedule, fit
 from training.resumption import EpochStates, load_saved_state
@@ -25,6 +26,7 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
     ``resume``: the run directory of a stopped run, which goes on from its newest per-epoch state. SIGTERM and
     SIGINT stop the run at the next step boundary (:class:`RunInterrupted`, with the epoch that is kept).
     """
+    cfg = with_effective_training(cfg)  # what runs here is what config.yaml says (no bf16 on a CPU)
     with GracefulStop() as stop:
         setup = training_setup(cfg)
         data = build_experiment_data(cfg)
@@ -54,6 +56,8 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
             if run is not None:
                 _finish(run, cfg, trainable.model, data.classes, summary, states)
                 log.info("\n%s\n\nrun directory: %s", table, run.run_dir)
+                if run.upload_hint:
+                    log.warning("%s", run.upload_hint)
         except (StopRequested, KeyboardInterrupt) as err:  # KeyboardInterrupt: Ctrl-C twice, no waiting
             stopped = err if isinstance(err, StopRequested) else StopRequested(signal.SIGINT)
             message = f"{stopped}; {states.kept_text()}; resume with:"

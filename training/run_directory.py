@@ -26,7 +26,8 @@ from models.classifier_factory import ClassifierRecord, classifier_metadata
 from utils import distributed
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
 from utils.errors import describe_write_error
-from utils.tracking import MetricsLog, log_model_artifact, start_wandb, wandb_run_path
+from utils.run_environment import run_environment
+from utils.tracking import MetricsLog, finish_wandb, log_model_artifact, start_wandb, wandb_run_path
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Run:
     wandb_run: object = None
     started: float = field(default_factory=time.time)
     setting: dict = field(default_factory=dict)  # flat grouping keys (attack, rate, role...), see setting_keys
+    upload_hint: str | None = None  # set by finish_run for an offline W&B run: how to upload it (the last line)
 
 
 MAX_NAME_LENGTH = 100  # characters of the run name kept in the folder name (file systems allow 255 bytes)
@@ -107,7 +109,7 @@ def start_run(
     write_poison_indices(run_dir, data.poison_indices)
     if data.cross_indices is not None:
         write_poison_indices(run_dir, data.cross_indices, CROSS_INDICES_NAME)
-    preview = trigger_preview(data.train, data.poison_indices)
+    preview = trigger_preview(data.train, data.poison_indices, data.classes)
     if preview is not None:
         atomic_write_png(run_dir / SAMPLES_NAME, preview)
     setting = setting_keys(cfg.to_dict(), job_type)
@@ -116,7 +118,7 @@ def start_run(
     if wandb_run is not None and preview is not None:
         import wandb
 
-        wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="top: clean, bottom: triggered")})
+        wandb_run.log({"samples/clean_vs_triggered": wandb.Image(preview, caption="clean and triggered")})
     log.info("run directory: %s", run_dir)
     return Run(run_dir, job_type, MetricsLog(run_dir / METRICS_NAME, wandb_run), wandb_run, setting=setting)
 
@@ -158,11 +160,12 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
         "seconds": round(time.time() - run.started, 1),
         "wandb_run_path": wandb_run_path(run.wandb_run),
         "setting": run.setting,
+        "environment": run_environment(next(model.parameters()).device),
     }
     with writing(run.run_dir / SUMMARY_NAME):
         atomic_write_json(run.run_dir / SUMMARY_NAME, full)
     if run.wandb_run is not None:
         run.wandb_run.summary.update(_flatten("", summary, {}))
         log_model_artifact(run.wandb_run, checkpoint, metadata)
-        run.wandb_run.finish()
+        run.upload_hint = finish_wandb(run.wandb_run)
     return checkpoint

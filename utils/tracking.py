@@ -80,9 +80,24 @@ def _why_not_online(timeout: float) -> str | None:
     return None
 
 
+def sync_command(run) -> str:
+    """``wandb sync <folder>/offline-run-*-<id>``: every session of an offline run (a resumed run has several)."""
+    parts = Path(run.settings.sync_dir).parent / f"offline-run-*-{run.id}"
+    return f"wandb sync {parts}"
+
+
 def _offline_line(run, reason: str) -> str:
-    parts = Path(run.settings.sync_dir).parent / f"offline-run-*-{run.id}"  # every session of a resumed run
-    return f"W&B: {reason}; logging offline; upload later with: wandb sync {parts}"
+    return f"W&B: {reason}; logging offline; upload later with: {sync_command(run)}"
+
+
+def finish_wandb(run) -> str | None:
+    """Close the W&B run; for an offline run, the line that says how to upload it (``None`` online).
+
+    Callers log that line last: by the end of a run the one printed at its start has scrolled away.
+    """
+    hint = f"W&B: the run was logged offline; upload it with: {sync_command(run)}" if run.offline else None
+    run.finish()
+    return hint
 
 
 def start_wandb(
@@ -151,8 +166,20 @@ class MetricsLog:
             self.wandb_run.log({k: v for k, v in metrics.items() if not isinstance(v, list | dict)}, step=step)
 
 
+def add_checkpoint_file(artifact, path: Path, name: str | None = None) -> None:
+    """Add a checkpoint to an artifact without a second copy on disk: uploaded from the run directory.
+
+    By default W&B copies every file it logs into its staging folder (``~/.local/share/wandb/artifacts/staging``,
+    kept until the upload, that is for ever offline) and the uploaded ones into its cache: a full copy of every
+    checkpoint. The run directory's checkpoint is written once (atomically renamed into place) and never changed in
+    place, so W&B may read it where it lies (``policy="immutable"``) and need not cache it (``skip_cache``).
+    """
+    artifact.add_file(os.fspath(path), name=name, skip_cache=True, policy="immutable")
+
+
 def log_model_artifact(run, checkpoint: Path, metadata: dict) -> str:
-    """Upload the checkpoint as a ``model`` artifact and record its name in the run config.
+    """Upload the checkpoint as a ``model`` artifact (from the run directory: no copy) and record its name in the
+    run config.
 
     A student finds it from the run path through ``checkpoint_artifact`` in the run's config.
     """
@@ -160,7 +187,7 @@ def log_model_artifact(run, checkpoint: Path, metadata: dict) -> str:
 
     name = f"model-{run.id}"
     artifact = wandb.Artifact(name, type="model", metadata=metadata)
-    artifact.add_file(os.fspath(checkpoint), name=checkpoint.name)
+    add_checkpoint_file(artifact, checkpoint, checkpoint.name)
     run.log_artifact(artifact, aliases=["latest", "final"])
     run.config.update({"checkpoint_artifact": f"{name}:latest", "checkpoint_file": checkpoint.name})
     return name
@@ -193,7 +220,7 @@ def record_teacher_input(run, source) -> None:
             run.use_artifact(source.artifact)
         else:  # a local teacher: upload its checkpoint as the input artifact
             artifact = wandb.Artifact(f"teacher-{run.id}", type="model", metadata={"reference": source.reference})
-            artifact.add_file(os.fspath(source.path))
+            add_checkpoint_file(artifact, source.path)
             run.use_artifact(artifact)
     except Exception as err:  # lineage is a nicety; never stop training for it
         log.warning("W&B: could not record the teacher as an input (%s: %s)", type(err).__name__, err)

@@ -18,7 +18,7 @@ from utils.folder_lock import PartLock
 from utils.image_grid import image_grid
 from utils.seeding import seed_everything
 from utils.stop_signals import GracefulStop, StopRequested
-from utils.tracking import start_wandb
+from utils.tracking import finish_wandb, start_wandb
 from variations.backends import build_backend
 from variations.generator import GenerationJob, GenerationStats, generate
 from variations.manifest import manifest_records, merge_parts, write_part
@@ -209,4 +209,6 @@ def log_to_wandb(cfg, summary: dict, stats: GenerationStats) -> None:
         grid = image_grid([[source for source, _ in stats.previews], [variation for _, variation in stats.previews]])
         run.log({"samples/source_vs_variation": wandb.Image(grid, caption="top: source, bottom: variation")})
     run.summary.update(summary)
-    run.finish()
+    hint = finish_wandb(run)
+    if hint:
+        log.warning("%s", hint)
