@@ -16,9 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config.cli import run_guarded
-from experiments.aggregate import DEFAULT_GROUP_BY
-from experiments.collect import collect_results
+from datasets.setting_keys import DEFAULT_GROUP_BY
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +33,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # --help ends here, before torch is imported
+    from cli.runner import run_guarded
+    from experiments.collect import collect_results
+
     group_by = tuple(key.strip() for key in args.group_by.split(",") if key.strip())
     return run_guarded(lambda: collect_results(args.paths, args.out, group_by))
 

@@ -21,9 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from config.cli import add_override_option, parse_arguments, run_guarded, same_command
-from experiments.experiment_file import STEPS, CommandLine, experiment_spec
-from experiments.pipeline import run_experiment
+from cli.arguments import add_override_option, parse_arguments
+from datasets.setting_keys import STEPS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,7 +39,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(parser(), argv)
+    args = parse_arguments(parser(), argv)  # --help and unknown flags end here, before torch is imported
+    from cli.runner import run_guarded, same_command
+    from experiments.experiment_file import CommandLine, experiment_spec
+    from experiments.pipeline import run_experiment
+
     command = CommandLine(
         experiment=args.config,
         configs={step: getattr(args, step) for step in STEPS},

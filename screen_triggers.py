@@ -16,9 +16,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from config.cli import run_guarded
-from experiments.trigger_screen import HEADER, run_screen, write_outputs
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
@@ -35,7 +32,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # --help ends here, before torch is imported
+    from cli.runner import run_guarded
+    from experiments.trigger_screen import HEADER, run_screen, write_outputs
+
     if args.first < 0 or args.per_class < 1:
         print("error: --first must be ≥ 0 and --per-class ≥ 1", file=sys.stderr)
         return 2

@@ -21,6 +21,17 @@ from pathlib import Path
 
 import yaml
 
+STEPS = ("teacher", "variations", "student")  # the configs a setting's pipeline needs, in the order they run
+# the setting keys collect_results.py groups runs by unless told otherwise (--group-by)
+DEFAULT_GROUP_BY = (
+    "dataset_name",
+    "architecture",
+    "attack",
+    "poisoning_rate",
+    "target_type",
+    "variation_backend",
+    "role",
+)
 FOLDER_CONFIG = "config.yaml"  # written into every run directory and variations folder
 OPTION_KEYS = {"target_idx", "poison_first", "poisoning_rate", "random_poisoning", "poison_target_class", "target_type"}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from config.cli import run_guarded
+from cli.runner import run_guarded
 from demo.dataset import generate_demo_dataset
 from demo.report import build_results, diffusion_strength, result_name, row_name, samples_figure, write_results
 from experiments.experiment_file import CommandLine, experiment_spec

@@ -15,21 +15,12 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets.setting_keys import leaves, without_seeds
+from datasets.setting_keys import DEFAULT_GROUP_BY, leaves, without_seeds
 from experiments.run_discovery import FoundRun
 from training.run_directory import SUMMARY_NAME
 from utils.errors import UserError
 
 METRICS = ("clean_accuracy", "attack_success_rate", "robust_accuracy", "der")
-DEFAULT_GROUP_BY = (
-    "dataset_name",
-    "architecture",
-    "attack",
-    "poisoning_rate",
-    "target_type",
-    "variation_backend",
-    "role",
-)
 ROLE_ORDER = ("teacher", "student", "clean_student")
 
 

@@ -15,10 +15,9 @@ from pydantic import Field
 from config.loading import validate_config
 from config.overrides import parse_override
 from config.yaml_files import read_layered_yaml
+from datasets.setting_keys import STEPS
 from utils.errors import UserError
 from utils.section import Section
-
-STEPS = ("teacher", "variations", "student")  # the configs a pipeline needs, in the order they run
 
 
 class ExperimentFile(Section):

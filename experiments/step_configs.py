@@ -20,8 +20,8 @@ from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from config.step_agreement import FROM_TEACHER, TEST_ONLY, check_agreement
 from config.yaml_files import read_layered_yaml
 from datasets.image_folder import list_class_folders
-from datasets.setting_keys import attack_name, setting_keys, variations_identity, without_runtime_keys
-from experiments.experiment_file import STEPS, ExperimentSpec
+from datasets.setting_keys import STEPS, attack_name, setting_keys, variations_identity, without_runtime_keys
+from experiments.experiment_file import ExperimentSpec
 from experiments.setting_folders import place, teacher_identities, variations_identities
 from training.compute import with_effective_training
 from utils.errors import UserError

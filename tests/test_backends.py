@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import variations.run
-from config.cli import run_training_script
+from cli.runner import run_training_script
 from config.schema import StudentConfig
 from tests.conftest import make_image_folder, run_script, variation_config_dict, write_config
 from tests.test_student import save_tiny_teacher, student_config_dict

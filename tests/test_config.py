@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.cli import run_training_script
+from cli.runner import run_training_script
 from config.loading import load_checked_config, load_config
 from config.overrides import apply_override
 from config.schema import TeacherConfig, VariationConfig

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import generate_variations
-from config.cli import run_script as run_cli
+from cli.runner import run_script as run_cli
 from config.schema import VariationConfig
 from tests.conftest import make_image_folder, variation_config_dict, write_config
 from variations.backends import SourceBatch, build_backend, diffusion_section
@@ -39,7 +39,7 @@ def ddpm_config(source: Path, output: Path, model: Path, **diffusion) -> dict:
 
 def generate(tmp_path, config: dict, name: str = "cfg.yaml") -> int:
     path = write_config(tmp_path / name, config)
-    return run_cli(VariationConfig, generate_variations.main, generate_variations.parser(), ["-c", str(path)])
+    return run_cli(VariationConfig, generate_variations.generate, generate_variations.parser(), ["-c", str(path)])
 
 
 def png_bytes(folder: Path) -> dict[str, bytes]:

@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from config.cli import run_training_script
+from cli.runner import run_training_script
 from config.loading import load_config
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from models.checkpoint import METADATA_KEY
@@ -184,7 +184,7 @@ GENERATOR_STOPPED_BY_SIGTERM = textwrap.dedent(
     import os, signal, sys
     import generate_variations
     import variations.generator as generator
-    from config.cli import run_script
+    from cli.runner import run_script
     from config.schema import VariationConfig
 
     real, calls = generator.run_model, []
@@ -196,7 +196,7 @@ GENERATOR_STOPPED_BY_SIGTERM = textwrap.dedent(
         return real(backend, batch)
 
     generator.run_model = run_model
-    sys.exit(run_script(VariationConfig, generate_variations.main, generate_variations.parser(), sys.argv[1:]))
+    sys.exit(run_script(VariationConfig, generate_variations.generate, generate_variations.parser(), sys.argv[1:]))
     """
 )
 

@@ -18,7 +18,7 @@ import yaml
 
 import collect_results
 import run_pipeline
-from config.cli import config_parser, parse_arguments
+from cli.arguments import config_parser, parse_arguments
 from config.overrides import overrides_from_arguments
 from experiments.aggregate import METRICS, Group, mark_superseded
 from experiments.experiment_file import CommandLine, experiment_spec

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 import generate_variations
-from config.cli import run_script as run_cli
-from config.cli import run_training_script
+from cli.runner import run_script as run_cli
+from cli.runner import run_training_script
 from config.schema import StudentConfig, VariationConfig
 from tests.conftest import REPO, make_image_folder, script_env, teacher_config_dict, write_config
 from tests.test_hostile_inputs import classical_config, generate, one_error_line, teacher
@@ -313,7 +313,7 @@ def test_student_refuses_unfinished_variations_and_names_the_command_that_finish
     assert not (tmp_path / "student_runs").exists()
     words = shlex.split(command)  # the suggested command, run (in this process): it finishes the folder
     assert words[:2] == ["python", "generate_variations.py"]
-    finish = run_cli(VariationConfig, generate_variations.main, generate_variations.parser(), words[2:])
+    finish = run_cli(VariationConfig, generate_variations.generate, generate_variations.parser(), words[2:])
     assert finish == 0, capsys.readouterr().err
     assert len(list(out.rglob("*.png"))) == 18 and not list(out.glob(".lock-*"))
     from config.data_checks import check_training_data

@@ -23,8 +23,8 @@ from safetensors.torch import save_file
 from torchvision.datasets import ImageFolder
 
 import generate_variations
-from config.cli import run_script as run_cli
-from config.cli import run_training_script
+from cli.runner import run_script as run_cli
+from cli.runner import run_training_script
 from config.schema import TeacherConfig, VariationConfig
 from datasets.image_folder import check_images, scan_image_folder
 from datasets.poison_plan import Targeting
@@ -50,7 +50,9 @@ def teacher(tmp_path, capsys, config: dict) -> tuple[int, str]:
 
 def generate(tmp_path, capsys, config: dict, *extra: str) -> tuple[int, str]:
     path = write_config(tmp_path / "variations.yaml", config)
-    code = run_cli(VariationConfig, generate_variations.main, generate_variations.parser(), ["-c", str(path), *extra])
+    code = run_cli(
+        VariationConfig, generate_variations.generate, generate_variations.parser(), ["-c", str(path), *extra]
+    )
     return code, capsys.readouterr().err
 
 
@@ -335,7 +337,7 @@ def test_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, imag
     config = write_config(tmp_path / "v.yaml", classical_config(image_data["train"], tmp_path / "out"))
     parser = generate_variations.parser()
     code, err = in_restricted_child(
-        limit_file_size, lambda: run_cli(VariationConfig, generate_variations.main, parser, ["-c", str(config)])
+        limit_file_size, lambda: run_cli(VariationConfig, generate_variations.generate, parser, ["-c", str(config)])
     )
     line = one_error_line(err)
     assert code == 2 and str(tmp_path / "out" / "config.yaml") in line and "too large" in line

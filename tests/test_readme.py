@@ -206,7 +206,7 @@ def readme_teacher(setting) -> Path:
 
 
 def test_every_script_is_documented_with_its_commands():
-    assert len(SCRIPT_COMMANDS) == 12  # 3 teacher, 3 variation, 3 student, 3 torchrun commands
+    assert len(SCRIPT_COMMANDS) == 13  # 4 teacher (one --print-config), 3 variation, 3 student, 3 torchrun
     assert {script_of(c) for c in SCRIPT_COMMANDS} == set(SCRIPTS)
 
 

@@ -1,6 +1,6 @@
 """Resumable training: per-epoch states, ``--resume``, SIGTERM/SIGINT, disk full while saving.
 
-The runs go through the real command line in this process (``config.cli.run_script``), with real signals and
+The runs go through the real command line in this process (``cli.runner.run_script``), with real signals and
 a real file-size limit (RLIMIT_FSIZE: the kernel refuses the write with EFBIG, as a full disk refuses with ENOSPC).
 """
 
@@ -22,7 +22,7 @@ import torch
 import yaml
 
 import training.evaluation
-from config.cli import run_training_script
+from cli.runner import run_training_script
 from config.schema import StudentConfig, TeacherConfig
 from models.classifier_factory import classifier_from_checkpoint
 from tests.conftest import (

@@ -15,7 +15,7 @@ import yaml
 
 import collect_results
 import run_pipeline
-from config.cli import run_training_script
+from cli.runner import run_training_script
 from config.schema import StudentConfig, TeacherConfig, VariationConfig
 from datasets.setting_keys import identity_digest
 from experiments.setting_folders import difference_name, place, variations_identities

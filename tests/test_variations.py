@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 import generate_variations
-from config.cli import run_script as run_cli
+from cli.runner import run_script as run_cli
 from config.loading import load_config
 from config.schema import TeacherConfig, VariationConfig
 from datasets.build import build_experiment_data
@@ -35,7 +35,9 @@ def source(tmp_path_factory) -> Path:
 
 def generate(tmp_path, config: dict, *extra: str, name: str = "cfg.yaml") -> int:
     path = write_config(tmp_path / name, config)
-    return run_cli(VariationConfig, generate_variations.main, generate_variations.parser(), ["-c", str(path), *extra])
+    return run_cli(
+        VariationConfig, generate_variations.generate, generate_variations.parser(), ["-c", str(path), *extra]
+    )
 
 
 def png_bytes(folder: Path) -> dict[str, bytes]:

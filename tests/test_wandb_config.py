@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from config.cli import config_parser, run_script
+from cli.arguments import config_parser
+from cli.runner import run_script
 from config.schema import TeacherConfig
 from tests.conftest import teacher_config_dict, write_config
 

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the scripts: arguments, logging, config loading and clean exits."""
+"""Running a script: logging, loading its config, and clean exits (one line and an exit code per kind of error)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from config.loading import load_checked_config, load_resumed_config
-from config.overrides import overrides_from_arguments
-from config.yaml_files import parse_yaml
+from cli.arguments import config_parser, parse_arguments
+from config.loading import load_checked_config, load_config, load_resumed_config
 from datasets.setting_keys import RESUMABLE_KEYS
 from training.pipeline import run_training
 from training.resumption import check_resumable
@@ -25,37 +25,6 @@ from utils.errors import RunInterrupted, TrainingError, UserError, describe_os_e
 from utils.stop_signals import StopRequested, end_loader_workers
 
 NOISY_LOGGERS = ("diffusers", "transformers", "accelerate", "timm", "PIL", "urllib3", "huggingface_hub")
-
-
-def config_parser(description: str, resumable: bool = False) -> argparse.ArgumentParser:
-    """``-c CONFIG [--set KEY=VALUE ...]``; ``resumable`` adds ``--resume RUN_DIR`` (instead of ``-c``)."""
-    # no abbreviations: --key=value words are config overrides, and --s=... must not silently mean --set
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
-    parser.add_argument("-c", "--config", required=not resumable, help="YAML config file")
-    if resumable:
-        parser.add_argument(
-            "--resume",
-            type=Path,
-            metavar="RUN_DIR",
-            help="go on with a stopped run in RUN_DIR, with its saved config (no -c; --set only for "
-            f"{', '.join(RESUMABLE_KEYS)})",
-        )
-    add_override_option(parser)
-    return parser
-
-
-def add_override_option(parser: argparse.ArgumentParser) -> None:
-    """``--set KEY.PATH=VALUE ...``; ``parse_arguments`` adds ``key=value`` and ``--key=value`` words to it."""
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override config values (YAML-parsed), e.g. --set training.num_epochs=5 seed=7; "
-        "key=value and --key=value words work too",
-    )
 
 
 def setup_logging() -> None:
@@ -105,12 +74,14 @@ def same_command(script: str, argv: list[str] | None) -> Callable[[Path], str]:
     return lambda run_dir: launch_command(words)
 
 
-def load_script_config(schema, parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """The config of ``-c`` with ``--set``, or the one a ``--resume`` run directory saved."""
+def load_script_config(schema, parser: argparse.ArgumentParser, args: argparse.Namespace, check_data: bool = True):
+    """The config of ``-c`` with ``--set`` (checked against the data on disk unless ``check_data`` is false), or
+    the one a ``--resume`` run directory saved."""
     if getattr(args, "resume", None) is None:
         if args.config is None:
             parser.error("the following arguments are required: -c/--config (or --resume RUN_DIR)")
-        return load_checked_config(schema, args.config, args.overrides)
+        load = load_checked_config if check_data else load_config
+        return load(schema, args.config, args.overrides)
     if args.config is not None:
         raise UserError(
             f"--resume {args.resume} goes on with {args.resume}/config.yaml: drop -c/--config "
@@ -125,63 +96,23 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0  # also before (or after) the process group exists
 
 
-def as_option(parser: argparse.ArgumentParser, word: str) -> list[str] | None:
-    """A ``name=value`` or ``--name=value`` word naming one of the script's own options (``_`` standing for
-    ``-``) as the words argparse expects; None when it names none (it is then a config override).
-
-    Sweep tools pass every parameter the same way, so a grid over ``teacher`` or ``clean_student`` arrives as
-    ``teacher=T.yaml`` (W&B's ``${args_no_hyphens}``) or ``--clean_student=True`` (``${args}``)."""
-    name, sep, value = word.removeprefix("--").partition("=")
-    options = parser._option_string_actions  # argparse has no public map from option strings to actions
-    option = next((o for o in (f"--{name}", f"--{name.replace('_', '-')}") if sep and o in options), None)
-    if option is None:
-        return None
-    if options[option].nargs != 0:
-        return [f"{option}={value}"]
-    switch = parse_yaml(value, repr(word)) if value.strip() else None
-    if not isinstance(switch, bool):
-        raise UserError(f"{word!r}: {option} is a switch: give {name}=true or {name}=false, not {value!r}")
-    return [option] if switch else []
-
-
-def _is_switch_with_value(parser: argparse.ArgumentParser, word: str) -> bool:
-    option, sep, _ = word.partition("=")
-    action = parser._option_string_actions.get(option) if sep and option.startswith("--") else None
-    return action is not None and action.nargs == 0
-
-
-def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
-    """The script's flags, with ``key=value`` and ``--key=value`` words (as sweep tools pass them) put before
-    the ``--set`` overrides in ``args.overrides``; any other stray word stops with exit code 2. Such a word
-    that names one of the script's options (``teacher=T.yaml``, ``--clean_student=true``) is that option."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    try:
-        # argparse refuses a value given to a switch (--dry-run=true); sweep tools give one to every parameter
-        words = [
-            part
-            for word in words
-            for part in (as_option(parser, word) if _is_switch_with_value(parser, word) else [word])
-        ]
-        args, rest = parser.parse_known_args(words)
-        # only the words argparse left over are candidates: a value after --set or -c stays what it is
-        options = {word: found for word in rest if (found := as_option(parser, word)) is not None}
-        if options:
-            args, rest = parser.parse_known_args([part for word in words for part in options.get(word, [word])])
-        args.overrides = [*overrides_from_arguments(rest), *args.overrides]
-    except UserError as err:
-        parser.error(str(err))
-    return args
-
-
 def run_script(schema, main: Callable, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse arguments, load and check the config, run ``main(config, args)``; map errors to exit codes."""
     args = parse_arguments(parser, argv)
+    if getattr(args, "print_config", False):
+        return run_guarded(lambda: print_config(load_script_config(schema, parser, args, check_data=False)))
     return run_guarded(lambda: main(load_script_config(schema, parser, args), args))
 
 
-def run_training_script(schema, role, description: str, argv: list[str] | None = None) -> int:
-    """``train_teacher.py`` and ``train_student.py``: one config, one role (its objective and its report)."""
-    parser = config_parser(description, resumable=True)
+def print_config(config) -> None:
+    """The resolved config, as a run directory's ``config.yaml`` would hold it, on stdout."""
+    print(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), end="")
+
+
+def run_training_script(schema, role, parser: str | argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """``train_teacher.py`` and ``train_student.py``: one config, one role (its objective and its report);
+    ``parser``: the script's, or a description to build a plain one from."""
+    parser = config_parser(parser, resumable=True) if isinstance(parser, str) else parser
     return run_script(schema, lambda cfg, args: run_training(cfg, role, resume=args.resume), parser, argv)
 
 
