@@ -25,7 +25,7 @@ DEFAULT_GROUP_BY = (
     "variation_backend",
     "role",
 )
-ROLE_ORDER = ("teacher", "student", "clean_student")
+ROLE_ORDER = ("teacher", "student", "cleaned_student", "clean_student")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import torch
 
 from config.data_checks import check_training_data
 from datasets.setting_keys import setting_keys
+from experiments.detection_step import DetectionChoice, build_cleaned_step, cleaned_student_config, run_detection_step
 from experiments.experiment_file import ExperimentSpec
 from experiments.run_discovery import find_complete_run, find_stopped_run
 from experiments.step_configs import SettingConfigs, resolve_configs
@@ -33,14 +34,14 @@ from variations.run import RunOptions, run_variations
 
 log = logging.getLogger(__name__)
 
-STUDENT_ROLES = ("student", "clean_student")
+STUDENT_ROLES = ("student", "clean_student", "cleaned_student")
 
 
 @dataclass
 class PipelineResult:
     folder: Path  # the setting's folder
     backend: str  # the variation backend
-    run_dirs: dict[str, Path] = field(default_factory=dict)  # teacher, variations, student, clean_student
+    run_dirs: dict[str, Path] = field(default_factory=dict)  # teacher, variations, detection, the students
     summaries: dict[str, dict] = field(default_factory=dict)  # summary.json of teacher and students
     skipped: list[str] = field(default_factory=list)  # steps found complete
 
@@ -108,11 +109,21 @@ def comparison_table(summaries: dict[str, dict]) -> str:
     return metrics_table(columns, extra_rows={"defence effectiveness (DER)": der})
 
 
-def run_steps(configs: SettingConfigs) -> PipelineResult:
+def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None) -> PipelineResult:
+    detection = detection or DetectionChoice()
     result = PipelineResult(configs.folder, configs.variations.diffusion.backend)
     _training_step("teacher", configs.teacher, TeacherRole(), result)
     _variations_step(configs.variations, result)
-    for name, cfg in (("student", configs.student), ("clean_student", configs.clean_student)):
+    cleaned = None
+    if detection.wanted:
+        if run_detection_step(configs, result.run_dirs["teacher"], result.run_dirs["variations"]):
+            result.skipped.append("detection")
+        result.run_dirs["detection"] = Path(configs.variant) / "detection"
+    if detection.cleaned_student is not None:
+        cleaned = cleaned_student_config(configs, detection.cleaned_student)
+        build_cleaned_step(configs, result.run_dirs["variations"], cleaned, detection.cleaned_student)
+    students = (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
+    for name, cfg in students:
         if cfg is not None:
             cfg.distillation.teacher_model = str(result.run_dirs["teacher"])
             check_training_data(cfg)
@@ -145,7 +156,7 @@ def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResul
     distributed.init_from_environment(use_cuda=device.type == "cuda")
     log.info("setting: %s", configs.folder)
     with outside_the_sweep() as sweep:
-        result = run_steps(configs)
+        result = run_steps(configs, DetectionChoice(spec.detection, spec.cleaned_student))
     table = comparison_table(result.summaries)
     if distributed.is_main_process():
         title = f"{configs.folder.name}, {result.backend}"
