@@ -26,6 +26,8 @@ SUSPECT_COLUMNS = (
     "variation_prediction",  # the teacher's class on the image's variations (what relabelling gives it)
     "spectral_score",  # Spectral Signatures' score (the baseline)
     "spectral_flagged",
+    "clustering_score",  # Activation Clustering's score (a second baseline)
+    "clustering_flagged",
 )
 
 
@@ -41,6 +43,7 @@ class DetectorResult:
 
 def suspects_csv(paths: list[str], labels, classes, prediction, detectors: dict[str, DetectorResult]) -> str:
     ours, spectral = detectors["variations"], detectors["spectral_signatures"]
+    clusters = detectors["activation_clustering"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUSPECT_COLUMNS)
@@ -56,6 +59,8 @@ def suspects_csv(paths: list[str], labels, classes, prediction, detectors: dict[
                 int(prediction[i]),
                 f"{spectral.scores[i]:.6g}",
                 int(spectral.flagged[i]),
+                f"{clusters.scores[i]:.6g}",
+                int(clusters.flagged[i]),
             ]
         )
     return buffer.getvalue()
@@ -65,7 +70,7 @@ def read_suspects(folder: Path) -> list[dict]:
     """The rows of ``suspects.csv`` with ``index``, ``label``, ``flagged`` and ``variation_prediction`` as ints."""
     with (Path(folder) / SUSPECTS_NAME).open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    ints = ("index", "label", "flagged", "variation_prediction", "spectral_flagged")
+    ints = ("index", "label", "flagged", "variation_prediction", "spectral_flagged", "clustering_flagged")
     return [{**row, **{key: int(row[key]) for key in ints}} for row in rows]
 
 

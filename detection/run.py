@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detection.activation_clustering import FLAG_SCORE, activation_clustering_scores
 from detection.inputs import load_inputs
 from detection.metrics import detection_metrics
 from detection.outputs import DetectorResult, suspects_csv, write_outputs
@@ -27,6 +28,7 @@ SPECTRAL_FLOOR = 0.0  # Tran et al.'s scores have no natural scale: Otsu's split
 RULES = {
     "variations": f"score > max(Otsu threshold of all scores, ln 2 = {VARIATION_FLOOR:.4f})",
     "spectral_signatures": "score > Otsu threshold of all scores",
+    "activation_clustering": f"score >= {FLAG_SCORE:.2f}: the image's cluster holds at most 35 % of its class",
 }
 
 
@@ -36,8 +38,12 @@ def default_output(variations: Path) -> Path:
     return variations.with_name(f"{variations.name}_detection")
 
 
-def _detector(name: str, scores: np.ndarray, floor: float, truth: np.ndarray | None) -> DetectorResult:
-    flagged, threshold = flag(scores, floor)
+def _detector(name: str, scores: np.ndarray, floor: float | None, truth: np.ndarray | None) -> DetectorResult:
+    """``floor`` None: Activation Clustering's own fixed rule; else Otsu's split, never below ``floor``."""
+    if floor is None:
+        flagged, threshold = scores >= FLAG_SCORE - 1e-12, FLAG_SCORE
+    else:
+        flagged, threshold = flag(scores, floor)
     metrics = detection_metrics(scores, flagged, truth) if truth is not None and truth.any() else None
     return DetectorResult(name, scores, flagged, threshold, RULES[name], metrics)
 
@@ -73,10 +79,13 @@ def run_detection(
     labels = torch.from_numpy(inputs.labels)
     truth = inputs.truth
     drop = evidence_drop(outputs.source_logits, outputs.variation_logits, labels)
-    spectral = spectral_signature_scores(outputs.features.numpy(), inputs.labels)
+    features = outputs.features.numpy()
+    spectral = spectral_signature_scores(features, inputs.labels)
+    clusters = activation_clustering_scores(features, inputs.labels)
     detectors = {
         "variations": _detector("variations", drop, VARIATION_FLOOR, truth),
         "spectral_signatures": _detector("spectral_signatures", spectral, SPECTRAL_FLOOR, truth),
+        "activation_clustering": _detector("activation_clustering", clusters, None, truth),
     }
     prediction = prediction_on_variations(outputs.variation_logits)
     summary = {

@@ -21,6 +21,7 @@ import run_pipeline
 from config.cli import run_script
 from config.schema import VariationConfig
 from datasets.image_folder import scan_image_folder
+from detection.activation_clustering import FLAG_SCORE, activation_clustering_scores
 from detection.cleaning import build_cleaned_folder
 from detection.metrics import auroc, detection_metrics, precision_recall_f1, tpr_at_fpr
 from detection.scores import evidence_drop, prediction_on_variations
@@ -166,6 +167,17 @@ def test_spectral_signatures_single_out_a_shifted_group_within_its_class():
     assert scores[labels == 1] == pytest.approx((centred @ top) ** 2)  # Tran et al.'s score, in feature units
 
 
+def test_activation_clustering_suspects_a_small_separate_cluster_only():
+    rng = np.random.default_rng(3)
+    features = rng.normal(0, 1, (120, 32))
+    labels = np.repeat([0, 1], 60)
+    apart = np.arange(0, 12)  # 20 % of class 0, activated elsewhere
+    features[apart] += 6.0
+    scores = activation_clustering_scores(features, labels)
+    assert np.flatnonzero(scores >= FLAG_SCORE).tolist() == apart.tolist()
+    assert scores[apart] == pytest.approx(1 - 2 * 12 / 60)
+
+
 # --- the detection step on real files ----------------------------------------------------------------------
 
 
@@ -184,7 +196,9 @@ def test_pipeline_detection_flags_exactly_the_poisoned_images(setting):
     assert ours["flagged"] == 6 and "Otsu" in ours["threshold_rule"]
     assert ours["metrics"]["auroc"] == 1.0 and ours["metrics"]["tpr_at_1pct_fpr"] == 1.0
     assert ours["metrics"]["precision"] == ours["metrics"]["recall"] == ours["metrics"]["f1"] == 1.0
-    assert set(summary["detectors"]["spectral_signatures"]["metrics"]) >= {"auroc", "tpr_at_5pct_fpr", "f1"}
+    for baseline in ("spectral_signatures", "activation_clustering"):
+        assert set(summary["detectors"][baseline]["metrics"]) >= {"auroc", "tpr_at_5pct_fpr", "f1"}
+    assert {"spectral_score", "clustering_flagged"} <= set(rows[0])
     assert (detection / "score_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
