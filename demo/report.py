@@ -11,6 +11,7 @@ import yaml
 from datasets.build import attack_from
 from datasets.image_folder import read_rgb
 from datasets.sections import BackdoorSection
+from demo.detection_report import detection_markdown
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
 from utils.image_grid import labelled_grid
 from utils.report import markdown_table
@@ -43,10 +44,11 @@ def diffusion_strength(variations: Path) -> float:
     return float(yaml.safe_load((Path(variations) / "config.yaml").read_text())["diffusion"]["strength"])
 
 
-def build_results(summaries: dict, variations: dict, seconds: float) -> dict:
+def build_results(summaries: dict, variations: dict, seconds: float, detection: dict | None = None) -> dict:
     """Teacher and the students (keys of ``summaries``): CA, ASR, RA and, for students, DER.
 
     ``variations``: ``first`` (the first student's backend) and ``strength`` (the diffusion student's SDEdit).
+    ``detection``: the detectors' figures (``demo.detection_report.detection_results``).
     """
     rows = {"teacher": {k: summaries["teacher"][k] for k in KEYS} | {"der": None}}
     for name, summary in summaries.items():
@@ -57,6 +59,7 @@ def build_results(summaries: dict, variations: dict, seconds: float) -> dict:
         "diffusion_strength": variations["strength"],
         "wall_time_seconds": round(seconds, 1),
         "models": rows,
+        "detection": detection,
     }
 
 
@@ -67,6 +70,7 @@ def write_results(results: dict, out: Path) -> str:
         "student_classical": "student on classical variations (baseline, no generative model)",
         "student_versatile_diffusion": "student on Versatile Diffusion variations",
         "student_diffusion": f"student on diffusion variations (demo DDPM, SDEdit strength {strength:g})",
+        "student_diffusion_cleaned": "student on the same diffusion variations, flagged images dropped (detection)",
         "student_clean": "student on clean training images (upper bound)",
     }
     rows = [[names[key], *(_percent(values[k]) for k in (*KEYS, "der"))] for key, values in results["models"].items()]
@@ -81,6 +85,8 @@ def write_results(results: dict, out: Path) -> str:
         "+ 1) / 2 against the teacher.\n\n"
         f"Wall time: {results['wall_time_seconds'] / 60:.1f} min.\n"
     )
+    if results.get("detection"):
+        text += "\n" + detection_markdown(results["detection"], out)
     atomic_write_text(out / "results.md", text)
     atomic_write_json(out / "results.json", results)
     return table
