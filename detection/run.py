@@ -112,6 +112,10 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
+def _auroc(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def describe(summary: dict) -> str:
     """One line per detector: flagged count and, where the truth is known, AUROC and TPR at 1 % / 5 % FPR."""
     lines = [f"{summary['num_images']} images, {summary['num_poisoned']} poisoned ({summary['truth']})"]
@@ -120,7 +124,7 @@ def describe(summary: dict) -> str:
         metrics = detector["metrics"]
         if metrics is not None:
             text += (
-                f"; AUROC {metrics['auroc']:.3f}, TPR {_percent(metrics['tpr_at_1pct_fpr'])} at 1 % FPR, "
+                f"; AUROC {_auroc(metrics['auroc'])}, TPR {_percent(metrics['tpr_at_1pct_fpr'])} at 1 % FPR, "
                 f"{_percent(metrics['tpr_at_5pct_fpr'])} at 5 % FPR; precision {_percent(metrics['precision'])}, "
                 f"recall {_percent(metrics['recall'])}, F1 {_percent(metrics['f1'])}"
             )

@@ -45,7 +45,10 @@ def cleaned_student_config(configs, mode: str):
     return cfg
 
 
-def _done(folder: Path, teacher: Path, variations: Path) -> bool:
+def detection_complete(folder: Path, teacher: Path | None, variations: Path) -> bool:
+    """``folder`` holds a detection of exactly this teacher run and variations folder."""
+    if teacher is None:
+        return False
     try:
         summary = json.loads((folder / SUMMARY_NAME).read_text())
     except (OSError, json.JSONDecodeError):
@@ -58,7 +61,7 @@ def run_detection_step(configs, teacher: Path, variations: Path) -> bool:
     folder = detection_folder(configs)
     skipped = None
     if distributed.is_main_process():
-        skipped = _done(folder, teacher, variations)
+        skipped = detection_complete(folder, teacher, variations)
         if skipped:
             log.info("detection: complete in %s, skipped", folder)
         else:

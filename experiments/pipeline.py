@@ -17,7 +17,14 @@ import torch
 
 from config.data_checks import check_training_data
 from datasets.setting_keys import setting_keys
-from experiments.detection_step import DetectionChoice, build_cleaned_step, cleaned_student_config, run_detection_step
+from experiments.detection_step import (
+    DetectionChoice,
+    build_cleaned_step,
+    cleaned_student_config,
+    detection_complete,
+    detection_folder,
+    run_detection_step,
+)
 from experiments.experiment_file import ExperimentSpec
 from experiments.run_discovery import find_complete_run, find_stopped_run
 from experiments.step_configs import SettingConfigs, resolve_configs
@@ -118,7 +125,7 @@ def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None)
     if detection.wanted:
         if run_detection_step(configs, result.run_dirs["teacher"], result.run_dirs["variations"]):
             result.skipped.append("detection")
-        result.run_dirs["detection"] = Path(configs.variant) / "detection"
+        result.run_dirs["detection"] = detection_folder(configs)
     if detection.cleaned_student is not None:
         cleaned = cleaned_student_config(configs, detection.cleaned_student)
         build_cleaned_step(configs, result.run_dirs["variations"], cleaned, detection.cleaned_student)
@@ -131,11 +138,19 @@ def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None)
     return result
 
 
-def describe_plan(configs: SettingConfigs) -> str:
+def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = None) -> str:
     """Which steps are complete and which would run, without running anything."""
+    detection = detection or DetectionChoice()
     teacher = find_complete_run(configs.teacher)
     steps = {"teacher": teacher is not None, "variations": variations_complete(configs.variations)}
-    for name, cfg in (("student", configs.student), ("clean_student", configs.clean_student)):
+    if detection.wanted:
+        variations = Path(configs.variations.output_folder)
+        steps["detection"] = detection_complete(detection_folder(configs), teacher, variations)
+    cleaned = None
+    if detection.cleaned_student is not None:
+        cleaned = cleaned_student_config(configs, detection.cleaned_student)
+    students = (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
+    for name, cfg in students:
         if cfg is not None:  # a student is complete only for the teacher run it would be given
             cfg.distillation.teacher_model = str(teacher)
             steps[name] = teacher is not None and find_complete_run(cfg) is not None
@@ -149,14 +164,15 @@ def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResul
 
     ``dry_run``: check the configs and say which steps would run, then stop (nothing is written)."""
     configs = resolve_configs(spec)  # every config validated and checked: nothing has been written yet
+    detection = DetectionChoice(spec.detection, spec.cleaned_student)
     if dry_run:
-        log.info("%s", describe_plan(configs))
+        log.info("%s", describe_plan(configs, detection))
         return None
     device = distributed.resolve_device(configs.teacher.training.device)
     distributed.init_from_environment(use_cuda=device.type == "cuda")
     log.info("setting: %s", configs.folder)
     with outside_the_sweep() as sweep:
-        result = run_steps(configs, DetectionChoice(spec.detection, spec.cleaned_student))
+        result = run_steps(configs, detection)
     table = comparison_table(result.summaries)
     if distributed.is_main_process():
         title = f"{configs.folder.name}, {result.backend}"

@@ -216,6 +216,16 @@ def test_the_cleaned_student_trains_without_the_flagged_images(setting):
     assert "cleaned student" in (variant / "results.md").read_text()
 
 
+def test_a_dry_run_after_the_run_says_detection_and_the_cleaned_student_are_complete(setting, capsys):
+    experiment = setting["root"] / "experiment.yaml"
+    capsys.readouterr()
+    assert run_pipeline.main(["-c", str(experiment), "--cleaned-student", "drop", "--dry-run"]) == 0
+    said = capsys.readouterr().err
+    assert "  detection: complete, skipped" in said and "  cleaned_student: complete, skipped" in said
+    assert run_pipeline.main(["-c", str(experiment), "--cleaned-student", "relabel", "--dry-run"]) == 0
+    assert "  cleaned_student: would run" in capsys.readouterr().err
+
+
 def test_collect_results_has_a_cleaned_student_row(setting, tmp_path):
     assert collect_results.main([str(setting["root"] / "experiments"), "--out", str(tmp_path)]) == 0
     with (tmp_path / "results.csv").open(newline="") as handle:
