@@ -1,4 +1,5 @@
-"""One setting end to end: teacher → variations → student (→ clean student), skipping finished steps.
+"""One setting end to end: teacher → variations (→ detection) → student (→ clean and cleaned students), skipping
+finished steps.
 
 The steps run in this process, one after the other: one start-up, no configs passed through files, and
 ``torchrun ... run_pipeline.py`` spreads every step over the processes exactly as it does for the single
@@ -116,6 +117,11 @@ def comparison_table(summaries: dict[str, dict]) -> str:
     return metrics_table(columns, extra_rows={"defence effectiveness (DER)": der})
 
 
+def _students(configs: SettingConfigs, cleaned) -> tuple:
+    """(role, config or None) of the students, in the order they run (STUDENT_ROLES)."""
+    return (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
+
+
 def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None) -> PipelineResult:
     detection = detection or DetectionChoice()
     result = PipelineResult(configs.folder, configs.variations.diffusion.backend)
@@ -129,8 +135,7 @@ def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None)
     if detection.cleaned_student is not None:
         cleaned = cleaned_student_config(configs, detection.cleaned_student)
         build_cleaned_step(configs, result.run_dirs["variations"], cleaned, detection.cleaned_student)
-    students = (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
-    for name, cfg in students:
+    for name, cfg in _students(configs, cleaned):
         if cfg is not None:
             cfg.distillation.teacher_model = str(result.run_dirs["teacher"])
             check_training_data(cfg)
@@ -149,8 +154,7 @@ def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = N
     cleaned = None
     if detection.cleaned_student is not None:
         cleaned = cleaned_student_config(configs, detection.cleaned_student)
-    students = (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
-    for name, cfg in students:
+    for name, cfg in _students(configs, cleaned):
         if cfg is not None:  # a student is complete only for the teacher run it would be given
             cfg.distillation.teacher_model = str(teacher)
             steps[name] = teacher is not None and find_complete_run(cfg) is not None
