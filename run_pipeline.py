@@ -33,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     # --output too: the experiment file's key, which a sweep's parameter is likely to be named after
     p.add_argument("--out", "--output", type=Path, help="experiment folder: each setting goes to OUT/<setting>/")
     p.add_argument("--clean-student", action="store_true", help="also distil a student on the clean images")
+    p.add_argument("--detect", action="store_true", help="also flag poisoned training images from the variations")
+    p.add_argument("--cleaned-student", choices=("drop", "relabel"), help="also a student without the flagged images")
     p.add_argument("--dry-run", action="store_true", help="check the configs, list the steps that would run, stop")
     add_override_option(p)
     return p
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         output=args.out,
         clean_student=args.clean_student,
         overrides=args.overrides,
+        detection=args.detect,
+        cleaned_student=args.cleaned_student,
     )
     return run_guarded(
         lambda: run_experiment(experiment_spec(command), dry_run=args.dry_run), same_command("run_pipeline.py", argv)

@@ -96,7 +96,7 @@ def _rate(config: dict | None) -> float | None:
 
 def setting_keys(config: dict, job_type: str) -> dict:
     """``dataset_name``, ``architecture``, ``attack``, ``poisoning_rate``, ``target_type``,
-    ``variation_backend``, ``seed`` and ``role`` (teacher, student, clean_student or variations)."""
+    ``variation_backend``, ``seed`` and ``role`` (teacher, student, clean_student, cleaned_student or variations)."""
     backdoor = config.get("backdoor") or {}
     attack = attack_name(backdoor)
     keys = {
@@ -122,6 +122,8 @@ def setting_keys(config: dict, job_type: str) -> dict:
         keys["poisoning_rate"] = rate if rate is not None else _rate(source if made_by_generator else None)
         keys["variation_backend"] = source["diffusion"].get("backend") if made_by_generator else None
         keys["role"] = "student" if made_by_generator else "clean_student"
+        if made_by_generator and "cleaning" in source:  # variations with the flagged images dropped or relabelled
+            keys["role"] = "cleaned_student"
     return keys
 
 

@@ -11,6 +11,7 @@ import yaml
 from datasets.build import attack_from
 from datasets.image_folder import read_rgb
 from datasets.sections import BackdoorSection
+from demo.detection_report import detection_markdown
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
 from utils.image_grid import labelled_grid
 from utils.report import markdown_table
@@ -69,12 +70,15 @@ def demo_setting(teacher: dict, runs: Mapping[str, Path]) -> dict:
     }
 
 
-def build_results(summaries: dict, variations: dict, seconds: float, runs: Mapping[str, Path]) -> dict:
+def build_results(
+    summaries: dict, variations: dict, seconds: float, runs: Mapping[str, Path], detection: dict | None = None
+) -> dict:
     """Teacher and the students (keys of ``summaries``): CA, ASR, RA and, for students, DER; the setting; where
     each run lies (``runs``: run directory of every model, ``variations`` folders by name).
 
     ``variations``: ``first`` (the first student's backend), ``strength`` (the diffusion student's SDEdit) and
-    ``folders`` (name → variations folder).
+    ``folders`` (name → variations folder). ``detection``: the detectors' figures
+    (``demo.detection_report.detection_results``).
     """
     rows = {"teacher": {k: summaries["teacher"][k] for k in KEYS} | {"der": None}}
     for name, summary in summaries.items():
@@ -88,6 +92,7 @@ def build_results(summaries: dict, variations: dict, seconds: float, runs: Mappi
         "models": rows,
         "runs": {name: str(folder) for name, folder in runs.items()},
         "variations": {name: str(folder) for name, folder in variations.get("folders", {}).items()},
+        "detection": detection,
     }
 
 
@@ -117,6 +122,7 @@ def write_results(results: dict, out: Path) -> str:
         "student_classical": "student on classical variations (baseline, no generative model)",
         "student_versatile_diffusion": "student on Versatile Diffusion variations",
         "student_diffusion": f"student on diffusion variations (demo DDPM, SDEdit strength {strength:g})",
+        "student_diffusion_cleaned": "student on the same diffusion variations, flagged images dropped (detection)",
         "student_clean": "student on clean training images (upper bound)",
     }
     meaning = {
@@ -126,6 +132,8 @@ def write_results(results: dict, out: Path) -> str:
         "training set",
         "student_diffusion": "distilled from the teacher on variations of the poisoned training set made by the "
         "demo's DDPM (trained on clean shapes only)",
+        "student_diffusion_cleaned": "distilled from the teacher on the diffusion variations without the images "
+        "the detector flagged as poisoned",
         "student_clean": "distilled from the teacher on the clean training images; what removing every trigger "
         "would reach",
     }
@@ -147,6 +155,8 @@ def write_results(results: dict, out: Path) -> str:
         f"Runs (each with config.yaml, metrics.jsonl, summary.json, model.safetensors):\n\n{where}\n"
         f"Wall time: {results['wall_time_seconds'] / 60:.1f} min.\n"
     )
+    if results.get("detection"):
+        text += "\n" + detection_markdown(results["detection"], out)
     atomic_write_text(out / "results.md", text)
     atomic_write_json(out / "results.json", results)
     return table

@@ -6,6 +6,9 @@
    student distilled on them, and one on the clean training images for reference;
 3. the same setting with the demo's own diffusion model (demo/ddpm_shapes, trained on clean shapes only):
    SDEdit variations and a student on them (the teacher and the clean student are reused);
+   on both variations, the detection of poisoned training images (teacher on source vs. variation, and the
+   Spectral Signatures and Activation Clustering baselines), and a student on the diffusion variations
+   with the flagged images dropped;
 4. write demo_results/results.md, results.json and samples.png, and print the table.
 """
 
@@ -21,6 +24,7 @@ import torch
 
 from cli.runner import run_guarded
 from demo.dataset import generate_demo_dataset
+from demo.detection_report import detection_results
 from demo.report import build_results, diffusion_strength, result_name, row_name, samples_figure, write_results
 from experiments.experiment_file import CommandLine, experiment_spec
 from experiments.pipeline import run_experiment
@@ -96,14 +100,18 @@ def run_demo(args: argparse.Namespace) -> None:
         overrides += [f"training.num_epochs={args.epochs}", f"lr_scheduler.CosineAnnealingLR.T_max={args.epochs}"]
     first = choose_backend()
     output = out / "experiments"
-    result = run_experiment(
-        experiment_spec(CommandLine(EXPERIMENT, output=output, clean_student=True, overrides=[*overrides, *first]))
+    first_command = CommandLine(
+        EXPERIMENT, output=output, clean_student=True, overrides=[*overrides, *first], detection=True
     )
-    diffusion = run_experiment(experiment_spec(CommandLine(EXPERIMENT_DIFFUSION, output=output, overrides=overrides)))
+    result = run_experiment(experiment_spec(first_command))
+    # the method's variations also train the cleaned student: the flagged images dropped
+    diffusion_command = CommandLine(EXPERIMENT_DIFFUSION, output=output, overrides=overrides, cleaned_student="drop")
+    diffusion = run_experiment(experiment_spec(diffusion_command))
     summaries = {
         "teacher": result.summaries["teacher"],
         result_name(result.backend): result.summaries["student"],
         "student_diffusion": diffusion.summaries["student"],
+        "student_diffusion_cleaned": diffusion.summaries["cleaned_student"],
         "student_clean": result.summaries["clean_student"],
     }
     strength = diffusion_strength(diffusion.run_dirs["variations"])
@@ -113,9 +121,18 @@ def run_demo(args: argparse.Namespace) -> None:
         "student_diffusion": diffusion.run_dirs["student"],
         "student_clean": result.run_dirs["clean_student"],
     }
+    if "cleaned_student" in diffusion.run_dirs:
+        runs["student_diffusion_cleaned"] = diffusion.run_dirs["cleaned_student"]
     folders = {result.backend: result.run_dirs["variations"], "ddpm_sdedit": diffusion.run_dirs["variations"]}
     variations = {"first": result.backend, "strength": strength, "folders": folders}
-    results = build_results(summaries, variations, time.perf_counter() - started, runs)
+    names = {"classical": "classical variation", "versatile_diffusion": "Versatile Diffusion variation"}
+    detection = detection_results(
+        {
+            names[result.backend]: result.run_dirs["detection"],
+            "diffusion variation": diffusion.run_dirs["detection"],
+        }
+    )
+    results = build_results(summaries, variations, time.perf_counter() - started, runs, detection)
     rows = {
         row_name(result.backend): result.run_dirs["variations"],
         "diffusion variation": diffusion.run_dirs["variations"],

@@ -21,7 +21,7 @@ from training.run_directory import SUMMARY_NAME
 from utils.errors import UserError
 
 METRICS = ("clean_accuracy", "attack_success_rate", "robust_accuracy", "der")
-ROLE_ORDER = ("teacher", "student", "clean_student")
+ROLE_ORDER = ("teacher", "student", "cleaned_student", "clean_student")
 
 
 @dataclass(frozen=True)

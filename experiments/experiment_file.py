@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,8 @@ class ExperimentFile(Section):
     student: Path | None = None  # student config, relative to this file
     output: Path = Path("results/experiments")  # each setting's runs go to <output>/<setting>/ (relative to cwd)
     clean_student: bool = False  # also distil a student on the clean training images (the upper bound)
+    detection: bool = False  # score every training image for poison from its variations (--detect)
+    cleaned_student: Literal["drop", "relabel"] | None = None  # also a student without / relabelling the flagged
     overrides: dict[str, Any] = Field(default_factory=dict)  # key.path: value, before the command line's
 
 
@@ -44,6 +46,8 @@ class ExperimentSpec:
     output: Path
     clean_student: bool = False
     overrides: list[Override] = field(default_factory=list)
+    detection: bool = False
+    cleaned_student: str | None = None  # drop | relabel
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class CommandLine:
     output: Path | None = None
     clean_student: bool = False
     overrides: list[str] = field(default_factory=list)
+    detection: bool = False
+    cleaned_student: str | None = None
 
 
 def experiment_spec(command: CommandLine) -> ExperimentSpec:
@@ -81,4 +87,6 @@ def experiment_spec(command: CommandLine) -> ExperimentSpec:
         output=command.output or file.output,
         clean_student=command.clean_student or file.clean_student,
         overrides=[*from_file, *from_command],
+        detection=command.detection or file.detection,
+        cleaned_student=command.cleaned_student or file.cleaned_student,
     )

@@ -1,4 +1,5 @@
-"""One setting end to end: teacher → variations → student (→ clean student), skipping finished steps.
+"""One setting end to end: teacher → variations (→ detection) → student (→ clean and cleaned students), skipping
+finished steps.
 
 The steps run in this process, one after the other: one start-up, no configs passed through files, and
 ``torchrun ... run_pipeline.py`` spreads every step over the processes exactly as it does for the single
@@ -17,6 +18,14 @@ import torch
 
 from config.data_checks import check_training_data
 from datasets.setting_keys import setting_keys
+from experiments.detection_step import (
+    DetectionChoice,
+    build_cleaned_step,
+    cleaned_student_config,
+    detection_complete,
+    detection_folder,
+    run_detection_step,
+)
 from experiments.experiment_file import ExperimentSpec
 from experiments.run_discovery import find_complete_run, find_stopped_run
 from experiments.step_configs import SettingConfigs, resolve_configs
@@ -33,14 +42,14 @@ from variations.run import RunOptions, run_variations
 
 log = logging.getLogger(__name__)
 
-STUDENT_ROLES = ("student", "clean_student")
+STUDENT_ROLES = ("student", "clean_student", "cleaned_student")
 
 
 @dataclass
 class PipelineResult:
     folder: Path  # the setting's folder
     backend: str  # the variation backend
-    run_dirs: dict[str, Path] = field(default_factory=dict)  # teacher, variations, student, clean_student
+    run_dirs: dict[str, Path] = field(default_factory=dict)  # teacher, variations, detection, the students
     summaries: dict[str, dict] = field(default_factory=dict)  # summary.json of teacher and students
     skipped: list[str] = field(default_factory=list)  # steps found complete
 
@@ -108,11 +117,25 @@ def comparison_table(summaries: dict[str, dict]) -> str:
     return metrics_table(columns, extra_rows={"defence effectiveness (DER)": der})
 
 
-def run_steps(configs: SettingConfigs) -> PipelineResult:
+def _students(configs: SettingConfigs, cleaned) -> tuple:
+    """(role, config or None) of the students, in the order they run (STUDENT_ROLES)."""
+    return (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
+
+
+def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None) -> PipelineResult:
+    detection = detection or DetectionChoice()
     result = PipelineResult(configs.folder, configs.variations.diffusion.backend)
     _training_step("teacher", configs.teacher, TeacherRole(), result)
     _variations_step(configs.variations, result)
-    for name, cfg in (("student", configs.student), ("clean_student", configs.clean_student)):
+    cleaned = None
+    if detection.wanted:
+        if run_detection_step(configs, result.run_dirs["teacher"], result.run_dirs["variations"]):
+            result.skipped.append("detection")
+        result.run_dirs["detection"] = detection_folder(configs)
+    if detection.cleaned_student is not None:
+        cleaned = cleaned_student_config(configs, detection.cleaned_student)
+        build_cleaned_step(configs, result.run_dirs["variations"], cleaned, detection.cleaned_student)
+    for name, cfg in _students(configs, cleaned):
         if cfg is not None:
             cfg.distillation.teacher_model = str(result.run_dirs["teacher"])
             check_training_data(cfg)
@@ -120,11 +143,18 @@ def run_steps(configs: SettingConfigs) -> PipelineResult:
     return result
 
 
-def describe_plan(configs: SettingConfigs) -> str:
+def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = None) -> str:
     """Which steps are complete and which would run, without running anything."""
+    detection = detection or DetectionChoice()
     teacher = find_complete_run(configs.teacher)
     steps = {"teacher": teacher is not None, "variations": variations_complete(configs.variations)}
-    for name, cfg in (("student", configs.student), ("clean_student", configs.clean_student)):
+    if detection.wanted:
+        variations = Path(configs.variations.output_folder)
+        steps["detection"] = detection_complete(detection_folder(configs), teacher, variations)
+    cleaned = None
+    if detection.cleaned_student is not None:
+        cleaned = cleaned_student_config(configs, detection.cleaned_student)
+    for name, cfg in _students(configs, cleaned):
         if cfg is not None:  # a student is complete only for the teacher run it would be given
             cfg.distillation.teacher_model = str(teacher)
             steps[name] = teacher is not None and find_complete_run(cfg) is not None
@@ -138,14 +168,15 @@ def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResul
 
     ``dry_run``: check the configs and say which steps would run, then stop (nothing is written)."""
     configs = resolve_configs(spec)  # every config validated and checked: nothing has been written yet
+    detection = DetectionChoice(spec.detection, spec.cleaned_student)
     if dry_run:
-        log.info("%s", describe_plan(configs))
+        log.info("%s", describe_plan(configs, detection))
         return None
     device = distributed.resolve_device(configs.teacher.training.device)
     distributed.init_from_environment(use_cuda=device.type == "cuda")
     log.info("setting: %s", configs.folder)
     with outside_the_sweep() as sweep:
-        result = run_steps(configs)
+        result = run_steps(configs, detection)
     table = comparison_table(result.summaries)
     if distributed.is_main_process():
         title = f"{configs.folder.name}, {configs.variant.name}"

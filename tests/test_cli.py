@@ -17,6 +17,7 @@ SCRIPTS = (
     "run_pipeline.py",
     "collect_results.py",
     "screen_triggers.py",
+    "detect_poison.py",
 )
 CONFIG_SCRIPTS = ("train_teacher.py", "train_student.py", "generate_variations.py")
 

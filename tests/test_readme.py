@@ -318,11 +318,26 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path):
     assert "target class **circle**" in results and "(chance level) is **10.0 %**" in results  # 10 classes
     assert "every model trained for 1 epoch\n" in results and "/teacher/" in results
     models = json.loads((out / "results.json").read_text())["models"]
-    assert list(models) == ["teacher", "student_classical", "student_diffusion", "student_clean"]
+    assert list(models) == [
+        "teacher",
+        "student_classical",
+        "student_diffusion",
+        "student_diffusion_cleaned",
+        "student_clean",
+    ]
     assert json.loads((out / "results.json").read_text())["variation_backend"] == "classical"
     assert all(0 <= m["clean_accuracy"] <= 1 for m in models.values())
+    assert "student on the same diffusion variations, flagged images dropped (detection)" in results
+    assert "## Which training images are poisoned?" in results and "Spectral Signatures" in results
+    detection = json.loads((out / "results.json").read_text())["detection"]
+    assert list(detection["rows"])[:2] == [
+        "teacher on source vs. classical variation",
+        "teacher on source vs. diffusion variation",
+    ]
     (setting,) = (out / "experiments").iterdir()  # one teacher and one clean student serve both variation models
     assert sorted(p.name for p in setting.iterdir()) == ["classical", "clean_student", "ddpm_sdedit", "teacher"]
+    assert (setting / "classical" / "detection" / "score_histogram.png").is_file()
+    assert (setting / "ddpm_sdedit" / "cleaned_variations_drop" / "config.yaml").is_file()
     from PIL import Image
 
     with Image.open(out / "samples.png") as samples:
