@@ -383,7 +383,7 @@ def test_readme_pipeline_and_collect_commands_run(grid, tmp_path, capsys, monkey
     monkeypatch.chdir(REPO)
     pipelines = [shlex.split(c)[2:] for c in bash_commands() if c.startswith("python run_pipeline.py")]
     collects = [shlex.split(c)[2:] for c in bash_commands() if c.startswith("python collect_results.py")]
-    assert len(pipelines) == 7 and len(collects) == 2
+    assert len(pipelines) == 9 and len(collects) == 2
     data = grid["data"]
     tiny = [f"dataset.root_train={data['train']}", f"dataset.root_test={data['test']}", "model.num_classes=3"]
     for words in pipelines:
