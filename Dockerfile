@@ -27,16 +27,20 @@ RUN pip install -r /tmp/requirements.txt
 
 COPY backdoor_attacks/ backdoor_attacks/
 COPY benchmarks/ benchmarks/
+COPY cli/ cli/
 COPY config/ config/
 COPY configs/ configs/
 COPY datasets/ datasets/
 COPY demo/ demo/
+COPY detection/ detection/
 COPY experiments/ experiments/
 COPY models/ models/
+COPY purifiers/ purifiers/
 COPY training/ training/
 COPY utils/ utils/
 COPY variations/ variations/
-COPY generate_variations.py train_teacher.py train_student.py run_pipeline.py collect_results.py ./
+COPY generate_variations.py train_teacher.py train_student.py run_pipeline.py collect_results.py \
+     screen_triggers.py detect_poison.py ./
 
 # Model caches (Versatile Diffusion, torchvision/timm weights) on a volume, writable for any user id
 # (docker run --user "$(id -u):$(id -g)" ...), so downloads survive the container.

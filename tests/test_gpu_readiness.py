@@ -201,7 +201,7 @@ def test_defaults_name_repositories_that_exist_and_moved_ids_name_their_copy(tmp
     # offline with an empty cache (the library reads its environment once, at import)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
-    data = make_image_folder(tmp_path / "src", classes=("cat",), per_class=1, size=16)
+    data = make_image_folder(tmp_path / "src", classes=("cat", "dog"), per_class=1, size=16)
     config = variation_config_dict(data, tmp_path / "out", "stabilityai/stable-diffusion-2-1-unclip")
     config["diffusion"]["backend"] = "stable_unclip"
     assert generate(tmp_path, config) == 2
