@@ -9,7 +9,6 @@ scripts (the main process decides what to skip and tells the others). Memory is 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from experiments.detection_step import (
     run_detection_step,
 )
 from experiments.experiment_file import ExperimentSpec
-from experiments.run_discovery import find_complete_run, find_stopped_run
+from experiments.run_discovery import find_complete_run, find_stopped_run, read_summary
 from experiments.step_configs import SettingConfigs, resolve_configs
 from experiments.sweep_run import outside_the_sweep, report_to_sweep
 from training.pipeline import run_training
@@ -35,7 +34,7 @@ from training.roles import StudentRole, TeacherRole
 from training.run_directory import SUMMARY_NAME
 from utils import distributed
 from utils.atomic_io import atomic_write_text
-from utils.errors import TrainingError
+from utils.errors import TrainingError, UserError
 from utils.report import metrics_table
 from variations.completeness import variations_complete
 from variations.run import RunOptions, run_variations
@@ -83,7 +82,12 @@ def _training_step(name: str, cfg, role, result: PipelineResult) -> None:
         if run_dir is None:
             raise TrainingError(f"{name}: the run ended without a complete run directory in {cfg.training.save_path}")
     result.run_dirs[name] = run_dir
-    result.summaries[name] = json.loads((run_dir / SUMMARY_NAME).read_text())
+    try:
+        result.summaries[name] = read_summary(run_dir / SUMMARY_NAME)
+    except ValueError as err:  # a finished run whose summary was damaged since
+        raise UserError(
+            f"{name}: {run_dir}: {err}; move that run directory out of {run_dir.parent} to train it again"
+        ) from err
 
 
 def _variations_step(cfg, result: PipelineResult) -> None:

@@ -90,7 +90,7 @@ def _epochs_done(run_dir: Path) -> int:
         return 0
 
 
-def _read_summary(path: Path) -> dict:
+def read_summary(path: Path) -> dict:
     """The parsed ``summary.json``; ValueError with the reason when it cannot count."""
     try:
         summary = json.loads(path.read_bytes().decode("utf-8"))
@@ -133,7 +133,7 @@ def read_run(run_dir: Path) -> FoundRun:
         run.note = f"incomplete: no summary.json or checkpoint ({_epochs_done(run_dir)}/{epochs} epochs logged)"
         return run
     try:
-        summary = _read_summary(run_dir / SUMMARY_NAME)
+        summary = read_summary(run_dir / SUMMARY_NAME)
         run.metrics = _scores(summary, job_type)
     except (OSError, ValueError) as err:
         run.summary, run.note = {}, f"not counted: {err}"

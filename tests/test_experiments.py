@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -525,3 +526,18 @@ def test_plot_titles_claim_a_spread_over_seeds_only_where_there_is_one(tmp_path)
     mixed = bar_chart(groups(1, 2), [], tmp_path / "d.png").get_suptitle()
     assert mixed.endswith("mean ± std over 1–2 seeds (no error bar where a single seed)")
     assert (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_a_finished_run_whose_summary_was_damaged_is_named_not_a_traceback(grid, tmp_path, capsys, monkeypatch):
+    """Re-running a finished setting reads each step's summary.json: a damaged one is one line, exit 2."""
+    out = tmp_path / "experiments"
+    shutil.copytree(grid["out"], out, symlinks=True)
+    (setting,) = [folder for seed, folder in settings(out).items() if seed == 1]
+    summary = only_run(setting / "teacher") / "summary.json"
+    summary.write_bytes(b"\xff{not json")
+    monkeypatch.chdir(grid["root"])
+    capsys.readouterr()
+    assert run_pipeline.main(["-c", str(grid["experiment"]), "seed=1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: teacher: ") and str(summary.parent) in err[-1] and "not UTF-8" in err[-1], err
+    assert not [line for line in err if "Traceback" in line]
