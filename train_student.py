@@ -10,20 +10,15 @@ A stopped run goes on with: python train_student.py --resume RUN_DIR
 
 import sys
 
-from cli.arguments import config_parser, examples_of, parse_arguments
-
-EXAMPLE_OVERRIDES = "distillation.temperature=4 training.num_epochs=5"
+from cli.training_entry import training_main
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], True, examples_of(__doc__), EXAMPLE_OVERRIDES)
-    parse_arguments(parser, argv)  # --help and unknown flags end here, before torch is imported
-    from cli.runner import run_training_script
+def schema_and_role() -> tuple:
     from config.schema import StudentConfig
     from training.roles import StudentRole
 
-    return run_training_script(StudentConfig, StudentRole(), parser, argv)
+    return StudentConfig, StudentRole()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(training_main(__doc__, "distillation.temperature=4 training.num_epochs=5", schema_and_role))

@@ -9,20 +9,15 @@ A stopped run goes on with: python train_teacher.py --resume RUN_DIR
 
 import sys
 
-from cli.arguments import config_parser, examples_of, parse_arguments
-
-EXAMPLE_OVERRIDES = "training.num_epochs=5 seed=7"
+from cli.training_entry import training_main
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], True, examples_of(__doc__), EXAMPLE_OVERRIDES)
-    parse_arguments(parser, argv)  # --help and unknown flags end here, before torch is imported
-    from cli.runner import run_training_script
+def schema_and_role() -> tuple:
     from config.schema import TeacherConfig
     from training.roles import TeacherRole
 
-    return run_training_script(TeacherConfig, TeacherRole(), parser, argv)
+    return TeacherConfig, TeacherRole()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(training_main(__doc__, "training.num_epochs=5 seed=7", schema_and_role))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from detection.spectral import class_principal_axes
+
 DIMENSIONS = 10  # the paper's
 SMALL_CLUSTER = 0.35  # the paper's relative-size rule: a cluster with at most this share of its class is poisoned
 FLAG_SCORE = 1 - 2 * SMALL_CLUSTER
@@ -39,16 +41,9 @@ def two_means(points: np.ndarray) -> np.ndarray:
 
 def activation_clustering_scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """One score per image (higher = more suspect); a class of fewer than 3 images scores 0."""
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
     scores = np.zeros(len(labels), dtype=np.float64)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        if len(members) < 3:
-            continue
-        centred = features[members] - features[members].mean(axis=0)
-        _, _, right = np.linalg.svd(centred, full_matrices=False)
-        reduced = centred @ right[:DIMENSIONS].T
+    for members, centred, axes in class_principal_axes(features, labels, smallest=3):
+        reduced = centred @ axes[:DIMENSIONS].T
         assignment = two_means(reduced)
         share = np.bincount(assignment, minlength=2)[assignment] / len(members)
         scores[members] = 1 - 2 * share

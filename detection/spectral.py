@@ -15,16 +15,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def spectral_signature_scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """One score per image (higher = more suspect); a class of one image scores 0."""
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
-    scores = np.zeros(len(labels), dtype=np.float64)
+def class_principal_axes(features: np.ndarray, labels: np.ndarray, smallest: int):
+    """Per class of at least ``smallest`` images: its indices, its centred features (float64) and their principal
+    axes (the right singular vectors, as rows, largest first)."""
+    features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        if len(members) < 2:
-            continue
-        centred = features[members] - features[members].mean(axis=0)
-        _, _, right = np.linalg.svd(centred, full_matrices=False)
-        scores[members] = (centred @ right[0]) ** 2
+        if len(members) >= smallest:
+            centred = features[members] - features[members].mean(axis=0)
+            yield members, centred, np.linalg.svd(centred, full_matrices=False)[2]
+
+
+def spectral_signature_scores(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """One score per image (higher = more suspect); a class of one image scores 0."""
+    scores = np.zeros(len(labels), dtype=np.float64)
+    for members, centred, axes in class_principal_axes(features, labels, smallest=2):
+        scores[members] = (centred @ axes[0]) ** 2
     return scores

@@ -164,3 +164,26 @@ def variation_config_dict(source: Path, output: Path, model: Path, **sections) -
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     return config
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: on 2 shared cores two threads can be 30× slower, and byte comparisons
+    between runs of one process need the same count throughout (modules opt in with ``usefixtures``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def random_models(tmp_path_factory) -> dict[str, dict[str, str]]:
+    """Per diffusion backend, the ``diffusion`` keys naming its tiny random pipelines (hub layouts, extras
+    included), built once per test process."""
+    from benchmarks.random_pipelines import save_random_models
+    from variations.backends import BACKENDS
+
+    root = tmp_path_factory.mktemp("random_models")
+    return {name: save_random_models(name, root / name, layout="hub") for name in BACKENDS if name != "classical"}

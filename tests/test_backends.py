@@ -35,23 +35,12 @@ DIFFUSION_BACKENDS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared cores two threads can be 30× slower. Every byte comparison in this module
-    is between runs of this process (the subprocess below compares nothing), so the count is the same throughout."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, dict[str, str]]:
-    """Per backend, the ``diffusion`` keys naming its tiny random pipelines (hub layouts, extras included)."""
-    from benchmarks.random_pipelines import save_random_models
-
-    root = tmp_path_factory.mktemp("backend_models")
-    return {name: save_random_models(name, root / name, layout="hub") for name in DIFFUSION_BACKENDS}
+def models(random_models) -> dict[str, dict[str, str]]:
+    return random_models
 
 
 @pytest.fixture(scope="module")

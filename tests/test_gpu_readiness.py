@@ -26,20 +26,12 @@ DIFFUSION_BACKENDS = [*LATENT_BACKENDS, "ddpm_sdedit"]
 CUDA = torch.device("cuda")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, dict[str, str]]:
-    from benchmarks.random_pipelines import save_random_models
-
-    root = tmp_path_factory.mktemp("ready_models")
-    return {name: save_random_models(name, root / name, layout="hub") for name in DIFFUSION_BACKENDS}
+def models(random_models) -> dict[str, dict[str, str]]:
+    return random_models
 
 
 def sources(count: int, side: int = 16) -> list[np.ndarray]:
