@@ -23,7 +23,7 @@ from utils.atomic_io import atomic_write_text
 from utils.distributed import resolve_device
 from utils.errors import UserError
 from variations.backends import build_backend
-from variations.trigger_survival import ScreenResult, screen
+from variations.trigger_survival import ScreenResult, screen, variations_of
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,10 @@ def run_screen(args) -> list[dict]:
             overrides = [f"dataset.root={args.data}", f"output_folder={scratch}/out", *spec.overrides]
             config = load_config(VariationConfig, spec.path, overrides)
             backend = build_backend(config.diffusion, device, batch_size=args.batch_size)
+            colour = config.diffusion.color_transfer
+            clean = variations_of(backend, images, classes, config.seed, colour)  # the same for every attack
             for attack, _, name in attacks.values():
-                result = screen(backend, attack, images, classes, config.seed, config.diffusion.color_transfer)
+                result = screen(backend, attack, images, classes, config.seed, colour, out_clean=clean)
                 rows.append({"attack": name, "variations": spec.label, **asdict(result)})
                 print(table_row(rows[-1]), flush=True)
     return rows

@@ -72,10 +72,13 @@ def screen(
     classes: list[str],
     seed: int,
     color_transfer: str = "none",
+    out_clean: np.ndarray | None = None,
 ) -> ScreenResult:
-    """Survival and fidelity of ``attack`` through ``backend`` on ``images`` (uint8, one size)."""
+    """Survival and fidelity of ``attack`` through ``backend`` on ``images`` (uint8, one size); ``out_clean``: the
+    clean images' variations if already made (they are the same for every attack)."""
     triggered = [attack(image) for image in images]
-    out_clean = variations_of(backend, images, classes, seed, color_transfer)
+    if out_clean is None:
+        out_clean = variations_of(backend, images, classes, seed, color_transfer)
     out_triggered = variations_of(backend, triggered, classes, seed, color_transfer)
     clean, triggered = np.stack(images), np.stack(triggered)
     return ScreenResult(
