@@ -35,6 +35,11 @@ def model_card(info: ExportInfo) -> str:
     settings = "\n".join(f"| `{key}` | `{value}` |" for key, value in info.settings.items())
     cpu = f"torch threads: {info.threads}, {info.cpu_minutes:.1f} min of CPU time"
     images = f"{info.steps} steps of {info.settings['batch_size']} images"
+    if info.steps < info.settings["steps"]:
+        images += (
+            f" (stopped at step {info.steps} of the {info.settings['steps']} planned: the command above goes on from"
+            " its checkpoint; the learning rate was still on its cosine schedule)"
+        )
     held_out = "no held-out images" if info.held_out_loss is None else f"{info.held_out_loss:.4f} on held-out images"
     size = info.settings["size"]
     levels = info.settings["max_timestep"]

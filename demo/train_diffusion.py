@@ -93,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--flip", action="store_true", help="ImageFolder: random horizontal flips")
     parser.add_argument("--checkpoint-every", type=positive_int, default=100, help="steps")
     parser.add_argument("--export-every", type=non_negative_int, default=0, help="also export every N steps (0: end)")
+    parser.add_argument(
+        "--export-now", action="store_true", help="export the last checkpoint of a stopped run, without training"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     return parser
 
@@ -120,20 +123,32 @@ def settings_from(args: argparse.Namespace) -> DiffusionTraining:
     )
 
 
+def stopped_trainer(settings: DiffusionTraining, paths: TrainingPaths, device: torch.device) -> Trainer:
+    checkpoint = paths.state_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise UserError(f"--export-now: no checkpoint in {paths.state_dir}: nothing was trained with these settings")
+    trainer = Trainer(settings, device, show_progress=False)
+    trainer.restore(checkpoint)
+    return trainer
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     try:
         settings = settings_from(args)
         device = resolve_device(args.device)
-        command = " ".join(["python -m demo.train_diffusion", *argv])
+        command = " ".join(["python -m demo.train_diffusion", *(word for word in argv if word != "--export-now")])
 
         def milestone(trainer: Trainer) -> None:
             if args.export_every and trainer.step % args.export_every == 0:
                 export(trainer, args.out, command)
 
         paths = TrainingPaths(args.out, args.state_dir, args.checkpoint_every)
-        trainer = train(settings, paths, device, on_checkpoint=milestone)
+        if args.export_now:  # a run stopped part-way: its last checkpoint, as it is
+            trainer = stopped_trainer(settings, paths, device)
+        else:
+            trainer = train(settings, paths, device, on_checkpoint=milestone)
         info = export(trainer, args.out, command)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -186,6 +186,13 @@ def test_folder_source_takes_the_chosen_range_of_each_class_and_resumes_exactly(
     for _ in range(3):
         halfway.train_step()
     halfway.save(tmp_path / "state2" / "checkpoint.pt")
+    # a run stopped part-way can be exported as it is, and its card says so
+    stopped = [*small, "--out", str(tmp_path / "partial"), "--state-dir", str(tmp_path / "state2"), "--export-now"]
+    assert train_diffusion.main(stopped) == 0
+    partial = (tmp_path / "partial" / "README.md").read_text()
+    assert "stopped at step 3 of the 6 planned" in partial and "--export-now" not in partial
+    nothing = [*small, "--out", str(tmp_path / "m4"), "--state-dir", str(tmp_path / "s4"), "--export-now"]
+    assert train_diffusion.main(nothing) == 2 and not (tmp_path / "m4").exists()
     again = [*small, "--out", str(tmp_path / "model2"), "--state-dir", str(tmp_path / "state2")]
     assert train_diffusion.main(again) == 0
     weights = "unet/diffusion_pytorch_model.safetensors"
