@@ -34,10 +34,9 @@ def reconstructions(model: Path, images: list[np.ndarray], strength: float) -> l
 
 def purifier_picture(model: Path, held_out: torch.Tensor, max_strength: float, path: Path) -> None:
     """Rows: the held-out images, then their reconstructions at each strength the model was trained for."""
-    images = [
-        np.ascontiguousarray(image)
-        for image in held_out[:COLUMNS].add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    ]
+    spread = held_out[:: -(-len(held_out) // COLUMNS)][:COLUMNS]  # spread over the (class-ordered) held-out images
+    pixels = spread.add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    images = [np.ascontiguousarray(image) for image in pixels]
     rows, names = [images], ["held-out image"]
     for strength in (s for s in STRENGTHS if s <= max_strength + 1e-9):
         rows.append(reconstructions(model, images, strength))
