@@ -274,7 +274,9 @@ def _variations_from(setting, tmp_path: Path, name: str, **changes) -> Path:
     for key, value in changes.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) and key != "backdoor" else value
     path = write_config(tmp_path / f"{name}.yaml", config)
-    assert run_script(VariationConfig, generate_variations.main, generate_variations.parser(), ["-c", str(path)]) == 0
+    assert (
+        run_script(VariationConfig, generate_variations.generate, generate_variations.parser(), ["-c", str(path)]) == 0
+    )
     return tmp_path / name
 
 
