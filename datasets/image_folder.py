@@ -139,6 +139,31 @@ def scan_image_folder(root: str | os.PathLike) -> ImageFolderIndex:
     return ImageFolderIndex(root=root, classes=classes, samples=samples)
 
 
+def paths_by_class(index: ImageFolderIndex) -> list[list[str]]:
+    """The sample paths of each class, in ImageFolder order."""
+    by_class: list[list[str]] = [[] for _ in index.classes]
+    for path, label in index.samples:
+        by_class[label].append(path)
+    return by_class
+
+
+def class_range(index: ImageFolderIndex, first: int, count: int) -> list[list[str]]:
+    """Images ``first`` … ``first + count − 1`` of every class (ImageFolder order), as paths per class; a range
+    that is empty, or that a class is too short for, is refused naming the first such class."""
+    by_class = paths_by_class(index)
+    short = [
+        (name, len(paths)) for name, paths in zip(index.classes, by_class, strict=True) if len(paths) < first + count
+    ]
+    if count < 1 or short:
+        why = "the range is empty"
+        if count >= 1:
+            (name, size), others = short[0], len(short) - 1
+            why = f"class '{name}' has {size} images; --first {first} --per-class {count} needs {first + count}"
+            why += f" ({others} more classes are short)" if others else ""
+        raise UserError(f"{index.root}: images {first}–{first + count - 1} of each class do not exist: {why}")
+    return [paths[first : first + count] for paths in by_class]
+
+
 def image_error(path: str | os.PathLike, err: Exception) -> UserError:
     """One line naming the file and what is wrong with it (never PIL's ``<_io.BytesIO object at 0x…>``)."""
     if isinstance(err, Image.DecompressionBombError):

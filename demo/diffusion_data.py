@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datasets.image_folder import read_rgb, scan_image_folder
+from datasets.image_folder import class_range, paths_by_class, read_rgb, scan_image_folder
 from demo.dataset import CLASSES, draw_keyed
-from utils.errors import UserError
 from utils.progress import progress
 
 SHAPES = "shapes"  # DiffusionTraining.data value meaning the demo's generator (anything else is a folder)
@@ -46,17 +45,6 @@ class ShapeImages:
         return clean_images(self.seed, "diffusion_check", 0, CHECK_IMAGES, self.size)
 
 
-def class_range(per_class: list[int], classes: list[str], first: int, count: int, root) -> range:
-    """Positions ``first`` … ``first + count − 1`` within every class, refused where a class is shorter."""
-    short = [f"'{name}' has {n}" for name, n in zip(classes, per_class, strict=True) if n < first + count]
-    if count < 1 or first < 0 or short:
-        raise UserError(
-            f"{root}: images {first}–{first + count - 1} of each class (--first {first} --per-class {count}) "
-            f"do not exist: {', '.join(short) or 'the range is empty'}"
-        )
-    return range(first, first + count)
-
-
 class FolderImages:
     """A class-balanced subset of an ImageFolder, decoded once into memory (CIFAR-10's half: 77 MB).
 
@@ -66,16 +54,15 @@ class FolderImages:
 
     def __init__(self, root: str, first: int, per_class: int, size: int, seed: int, flip: bool, show_progress=True):
         index = scan_image_folder(root)
-        by_class = [[path for path, label in index.samples if label == c] for c in range(len(index.classes))]
+        by_class = paths_by_class(index)
         if per_class == 0:  # everything from ``first`` on, as many from each class as the shortest has
             per_class = min(map(len, by_class)) - first
-        chosen = class_range([len(paths) for paths in by_class], index.classes, first, per_class, root)
-        held = range(chosen.stop, chosen.stop + -(-CHECK_IMAGES // len(by_class)))
-        self.paths = [paths[i] for paths in by_class for i in chosen]
-        self.held_paths = [paths[i] for paths in by_class for i in held if i < len(paths)][:CHECK_IMAGES]
+        self.paths = [path for paths in class_range(index, first, per_class) for path in paths]
+        stop, held = first + per_class, -(-CHECK_IMAGES // len(by_class))  # held out: the images after the range
+        self.held_paths = [path for paths in by_class for path in paths[stop : stop + held]][:CHECK_IMAGES]
         self.seed, self.flip = seed, flip
         self.description = (
-            f"images {chosen.start}–{chosen.stop - 1} of each of the {len(by_class)} classes of `{root}` "
+            f"images {first}–{stop - 1} of each of the {len(by_class)} classes of `{root}` "
             f"({len(self.paths):,} images, ImageFolder order){', randomly flipped' if flip else ''}"
         )
         paths = progress(self.paths, desc="decoding", unit="img", show=show_progress, delay=2.0)

@@ -18,7 +18,7 @@ import numpy as np
 from config.loading import load_config
 from config.schema import TeacherConfig, VariationConfig
 from datasets.build import attack_from
-from datasets.image_folder import read_rgb, scan_image_folder
+from datasets.image_folder import class_range, read_rgb, scan_image_folder
 from utils.atomic_io import atomic_write_text
 from utils.distributed import resolve_device
 from utils.errors import UserError
@@ -44,17 +44,9 @@ class VariationSpec:
 def selected_images(root: Path, first: int, per_class: int, size: int) -> tuple[list[np.ndarray], list[str]]:
     """Images ``first`` … ``first + per_class − 1`` of every class, decoded at ``size``, with their class names."""
     index = scan_image_folder(root)
-    images, names = [], []
-    for label, name in enumerate(index.classes):
-        paths = [path for path, y in index.samples if y == label]
-        if len(paths) < first + per_class:
-            raise UserError(
-                f"{root}: class '{name}' has {len(paths)} images; --first {first} --per-class {per_class} needs "
-                f"{first + per_class}"
-            )
-        images += [read_rgb(path, size) for path in paths[first : first + per_class]]
-        names += [name] * per_class
-    return images, names
+    chosen = class_range(index, first, per_class)
+    images = [read_rgb(path, size) for paths in chosen for path in paths]
+    return images, [name for name in index.classes for _ in range(per_class)]
 
 
 def attack_of(path: Path):
