@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, has_file_allowed_extension
-from torchvision.transforms.v2.functional import InterpolationMode, resize
 
 from utils.errors import UserError, first_line
+from utils.image_tensors import resize_uint8
 from utils.progress import progress
 
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
@@ -253,9 +253,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def read_rgb(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """Decode ``path`` to an H×W×3 uint8 array, resized to ``size``×``size`` (bicubic, antialiased) if given.
 
-    The file is read in one call and decoded from memory (PIL's lazy file reads are slower), and the
-    resize runs on a uint8 tensor (about twice as fast as PIL's bicubic at 224 px). torchvision.io would
-    decode faster still, but its decoders are deprecated since torchvision 0.29.
+    The file is read in one call and decoded from memory (PIL's lazy file reads are slower), and resized with
+    ``resize_uint8``. torchvision.io would decode faster still, but its decoders are deprecated since
+    torchvision 0.29.
     """
     try:
         with Image.open(io.BytesIO(Path(path).read_bytes())) as handle:
@@ -263,6 +263,5 @@ def read_rgb(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise image_error(path, err) from err
     if size is not None and tuple(pixels.shape[:2]) != (size, size):
-        chw = resize(pixels.permute(2, 0, 1), [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
-        pixels = chw.permute(1, 2, 0).contiguous()
+        return resize_uint8(pixels, (size, size))
     return pixels.numpy()

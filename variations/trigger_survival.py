@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.transforms.v2.functional import InterpolationMode, resize
 
-from utils.image_tensors import to_uint8_array
+from utils.image_tensors import resize_uint8, to_uint8_array
 from variations.backends import SourceBatch, VariationBackend
 from variations.generator import colour_corrected, run_model
 from variations.output_plan import variation_seed
@@ -52,8 +51,7 @@ def to_source_size(pixels: np.ndarray, side: tuple[int, int]) -> np.ndarray:
     """N×H×W×3 uint8 outputs resized (bicubic, antialiased, as the data loader does) to ``side``."""
     if pixels.shape[1:3] == side:
         return pixels
-    chw = torch.from_numpy(pixels).permute(0, 3, 1, 2)
-    return resize(chw, list(side), interpolation=InterpolationMode.BICUBIC, antialias=True).permute(0, 2, 3, 1).numpy()
+    return resize_uint8(torch.from_numpy(pixels), side)
 
 
 def variations_of(
