@@ -1,0 +1,211 @@
+"""Many settings of one experiment file side by side: every attack (a teacher config) × every variation config,
+trained on a class-balanced range of a training set, with one table of clean accuracy and attack success per
+model, one of detection per detector, and a picture (``benchmarks/cifar10_evidence.py`` is the command).
+
+The settings run through :func:`experiments.pipeline.run_experiment`, so each is exactly what ``run_pipeline.py``
+would make of it, with the same folders, skipping and resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets.image_folder import class_range, scan_image_folder
+from detection.outputs import SUMMARY_NAME as DETECTION_SUMMARY
+from experiments.experiment_file import CommandLine, experiment_spec
+from experiments.pipeline import STUDENT_ROLES, flat_results, run_experiment
+from experiments.trigger_screen import VariationSpec
+from utils.atomic_io import atomic_directory, atomic_path, atomic_write_json, atomic_write_text
+from utils.report import markdown_table
+
+log = logging.getLogger(__name__)
+
+MODELS = ("teacher", *STUDENT_ROLES)  # the columns of the training table, in this order
+DETECTORS = {"variations": "variations", "spectral_signatures": "spectral signatures", "activation_clustering": "AC"}
+
+
+@dataclass(frozen=True)
+class EvidencePlan:
+    experiment: Path  # the experiment file: the student config and the output layout
+    teachers: dict[str, Path]  # attack name → teacher config
+    variations: list[str]  # variation configs, PATH[:key=value,...]
+    data: Path  # holds train/ and test/
+    first: int  # first training image of each class
+    per_class: int  # training images per class
+    out: Path
+    clean_student: bool = False
+    detection: bool = False
+    cleaned_student: str | None = None
+    overrides: list[str] = field(default_factory=list)  # for every setting
+    command: str = ""  # how the plan was asked for, for the tables' header
+
+
+def training_subset(train: Path, first: int, per_class: int, out: Path) -> Path:
+    """``out/data/train_<first>-<last>``: links to images ``first`` … of every class of ``train`` (ImageFolder
+    order), made once and atomically; the images themselves are not copied."""
+    folder = out / "data" / f"train_{first}-{first + per_class - 1}"
+    if folder.is_dir():
+        return folder
+    index = scan_image_folder(train)
+    with atomic_directory(folder) as tmp:
+        for name, paths in zip(index.classes, class_range(index, first, per_class), strict=True):
+            (tmp / name).mkdir()
+            for path in paths:
+                (tmp / name / Path(path).name).symlink_to(Path(path).resolve())
+    log.info("training images: %s (%d per class, from image %d of %s)", folder, per_class, first, train)
+    return folder
+
+
+def detection_figures(folder: Path | None) -> dict | None:
+    """AUROC, TPR at 5 % FPR and the flagged count of each detector, from the setting's ``detection.json``."""
+    if folder is None or not (folder / DETECTION_SUMMARY).is_file():
+        return None
+    summary = json.loads((folder / DETECTION_SUMMARY).read_text())
+    figures = {"num_poisoned": summary.get("num_poisoned"), "num_images": summary["num_images"]}
+    for name, detector in summary["detectors"].items():
+        metrics = detector.get("metrics") or {}
+        figures[name] = {
+            "auroc": metrics.get("auroc"),
+            "tpr_at_5pct_fpr": metrics.get("tpr_at_5pct_fpr"),
+            "flagged": detector["flagged"],
+        }
+    return figures
+
+
+def run_setting(plan: EvidencePlan, attack: str, variations: str, training: Path) -> dict:
+    spec = VariationSpec.parse(variations)
+    command = CommandLine(
+        experiment=plan.experiment,
+        configs={"teacher": plan.teachers[attack], "variations": spec.path},
+        output=plan.out,
+        clean_student=plan.clean_student,
+        overrides=[
+            f"dataset.root_train={training}",
+            f"dataset.root_test={plan.data / 'test'}",
+            *plan.overrides,
+            *(f"variations.{override}" for override in spec.overrides),
+        ],
+        detection=plan.detection,
+        cleaned_student=plan.cleaned_student,
+    )
+    result = run_experiment(experiment_spec(command))
+    return {
+        "attack": attack,
+        "variations": result.run_dirs["variations"].parent.name,  # the variant's folder: backend[-what differs]
+        "variation_config": variations,
+        "setting": str(result.folder),
+        **flat_results(result.summaries),
+        "detection": detection_figures(result.run_dirs.get("detection")),
+    }
+
+
+def percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def training_table(rows: list[dict]) -> str:
+    """CA / ASR (%) of every model of every setting; a student column only where some setting has it."""
+    models = [m for m in MODELS if any(f"{m}/clean_accuracy" in row for row in rows)]
+    header = ["attack", "variations", *(f"{m.replace('_', ' ')} CA / ASR %" for m in models)]
+    body = []
+    for row in rows:
+        cells = []
+        for model in models:
+            pair = (row.get(f"{model}/clean_accuracy"), row.get(f"{model}/attack_success_rate"))
+            cells.append("" if pair == (None, None) else " / ".join(map(percent, pair)))
+        body.append([row["attack"], row["variations"], *cells])
+    return markdown_table(header, body)
+
+
+def detection_table(rows: list[dict]) -> str:
+    """AUROC and TPR at 5 % FPR (%) of each detector, and how many images each flagged, per setting."""
+    header = ["attack", "variations", "poisoned"]
+    header += [f"{label}: AUROC / TPR@5% FPR / flagged" for label in DETECTORS.values()]
+    body = []
+    for row in rows:
+        found = row["detection"]
+        if found is None:
+            continue
+        cells = []
+        for name in DETECTORS:
+            figures = found.get(name)
+            cells.append(
+                ""
+                if figures is None
+                else f"{percent(figures['auroc'])} / {percent(figures['tpr_at_5pct_fpr'])} / {figures['flagged']}"
+            )
+        body.append([row["attack"], row["variations"], f"{found['num_poisoned']} of {found['num_images']}", *cells])
+    return markdown_table(header, body)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Clean accuracy and ASR per attack, one bar per model (the teacher once per attack, then each student)."""
+    from matplotlib.figure import Figure
+
+    attacks = list(dict.fromkeys(row["attack"] for row in rows))
+    bars: dict[str, dict[str, tuple]] = {}  # label → attack → (CA, ASR)
+    for row in rows:
+        for model in MODELS:
+            if f"{model}/clean_accuracy" not in row:
+                continue
+            label = (
+                model.replace("_", " ") if model in ("teacher", "clean_student") else f"{model} ({row['variations']})"
+            )
+            label = label.replace("student (", "student on ").rstrip(")") if model == "student" else label
+            bars.setdefault(label, {})[row["attack"]] = (
+                row[f"{model}/clean_accuracy"],
+                row[f"{model}/attack_success_rate"],
+            )
+    figure = Figure(figsize=(max(6.0, 1.3 * len(attacks) + 2), 6.5), layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True)
+    width = 0.8 / max(1, len(bars))
+    for i, (label, values) in enumerate(bars.items()):
+        xs = [a + (i - (len(bars) - 1) / 2) * width for a in range(len(attacks))]
+        for axis, which in zip(axes, (0, 1), strict=True):
+            heights = [100 * (values[a][which] or 0) if a in values else 0 for a in attacks]
+            axis.bar(xs, heights, width, label=label if which == 0 else None)
+    axes[0].set_ylabel("clean accuracy %")
+    axes[1].set_ylabel("attack success rate %")
+    axes[1].set_xticks(range(len(attacks)), attacks, rotation=20)
+    for axis in axes:
+        axis.set_ylim(0, 100)
+        axis.grid(axis="y", alpha=0.3)
+    figure.legend(loc="outside upper center", ncols=min(3, len(bars)), fontsize="small")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+
+
+def write_outputs(plan: EvidencePlan, rows: list[dict]) -> None:
+    training = plan.out / "data" / f"train_{plan.first}-{plan.first + plan.per_class - 1}"
+    text = [
+        f"# CIFAR-10 evidence: {len(rows)} settings",
+        "",
+        f"Made by `{plan.command}`; training images {plan.first}–{plan.first + plan.per_class - 1} of every class "
+        f"({training}), the whole test set of {plan.data / 'test'}. CA: clean accuracy, ASR: attack success rate "
+        "on the triggered test images of non-target classes, both in %.",
+        "",
+        training_table(rows),
+    ]
+    if any(row["detection"] for row in rows):
+        text += ["", "Detection: AUROC and TPR at 5 % FPR in %, images flagged by each detector's threshold.", ""]
+        text += [detection_table(rows)]
+    atomic_write_text(plan.out / "evidence.md", "\n".join(text) + "\n")
+    atomic_write_json(plan.out / "evidence.json", {"command": plan.command, "rows": rows})
+    plot(rows, plan.out / "evidence.png")
+
+
+def run_evidence(plan: EvidencePlan) -> list[dict]:
+    training = training_subset(plan.data / "train", plan.first, plan.per_class, plan.out)
+    rows = []
+    for variations in plan.variations:  # every attack's teacher before the second variation config
+        for attack in plan.teachers:
+            rows.append(run_setting(plan, attack, variations, training))
+            write_outputs(plan, rows)
+            log.info("\n%s", training_table(rows))
+    return rows
+
+
+__all__ = ["EvidencePlan", "detection_table", "run_evidence", "training_subset", "training_table"]
