@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-student", action="store_true", help="also distil a student on the clean images")
     p.add_argument("--detect", action="store_true", help="also flag poisoned training images from the variations")
     p.add_argument("--cleaned-student", choices=("drop", "relabel"), help="also a student without the flagged images")
+    p.add_argument("--teacher-only", action="store_true", help="train (or find) the teacher, then stop")
     p.add_argument("--dry-run", action="store_true", help="check the configs, list the steps that would run, stop")
     add_override_option(p)
     return p
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         cleaned_student=args.cleaned_student,
     )
     return run_guarded(
-        lambda: run_experiment(experiment_spec(command), dry_run=args.dry_run), same_command("run_pipeline.py", argv)
+        lambda: run_experiment(experiment_spec(command), dry_run=args.dry_run, teacher_only=args.teacher_only),
+        same_command("run_pipeline.py", argv),
     )
 
 

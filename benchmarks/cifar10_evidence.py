@@ -5,15 +5,15 @@
         --variations configs/cifar10/variations.yaml configs/cifar10/variations_ddpm.yaml
     python -m benchmarks.cifar10_evidence --attacks sig patch_image --variations \\
         configs/cifar10/variations_ddpm.yaml:diffusion.strength=0.5 # a strength sweep: one teacher per attack
-    python -m benchmarks.cifar10_evidence --attacks sig --per-class 20 --set training.num_epochs=1   # a pilot
+    python -m benchmarks.cifar10_evidence --attacks sig --per-class 100 --test-per-class 20 --set training.num_epochs=1
 
 Each (attack, variation config) is one ``run_pipeline.py`` setting of ``configs/cifar10/experiment.yaml`` with the
 teacher ``configs/cifar10/teacher_<attack>.yaml``, trained on images ``--first`` … ``--first + --per-class − 1`` of
 every class (default 2,500–3,499: the second half, which ``purifiers/ddpm_cifar10`` was not trained on) and tested on
-the whole test set. The variation configs run in the order given, every attack for the first before the next, so
-the teachers come first; finished steps are skipped (an interrupted run resumes). After each setting the tables
-(CA / ASR per model; AUROC and TPR at 5 % FPR per detector) are rewritten to ``<out>/evidence.md`` and
-``evidence.json``, and the picture to ``<out>/evidence.png``.
+the whole test set (the last example is a pilot). Every teacher is trained first, then the variation configs run in
+the order given, every attack for the first before the next; finished steps are skipped (an interrupted run resumes).
+After each setting the tables (CA / ASR per model; AUROC and TPR at 5 % FPR per detector) are rewritten to
+``<out>/evidence.md`` and ``evidence.json``, and the picture to ``<out>/evidence.png``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cifar10", help="train/ and test/")
     p.add_argument("--first", type=int, default=2500, help="first training image taken in each class")
     p.add_argument("--per-class", type=int, default=1000, help="training images per class")
+    p.add_argument("--test-per-class", type=int, help="pilot: the first N test images per class (default: all)")
     p.add_argument("--out", type=Path, default=REPO / "results" / "cifar10_evidence")
     p.add_argument("--clean-student", action="store_true", help="also a student on the clean images (upper bound)")
     p.add_argument("--detect", action="store_true", help="also score every training image for poison")
@@ -54,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)  # --help ends here, before torch is imported
     from cli.runner import run_guarded
-    from experiments.evidence import EvidencePlan, run_evidence
+    from experiments.evidence import EvidencePlan, run_evidence, tables
 
-    if args.first < 0 or args.per_class < 1:
-        print("error: --first must be ≥ 0 and --per-class ≥ 1", file=sys.stderr)
+    if args.first < 0 or args.per_class < 1 or (args.test_per_class is not None and args.test_per_class < 1):
+        print("error: --first must be ≥ 0, --per-class and --test-per-class ≥ 1", file=sys.stderr)
         return 2
     plan = EvidencePlan(
         experiment=CONFIGS / "experiment.yaml",
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         data=args.data,
         first=args.first,
         per_class=args.per_class,
+        test_per_class=args.test_per_class,
         out=args.out,
         clean_student=args.clean_student,
         detection=args.detect,
@@ -74,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         command=shlex.join(["python", "-m", "benchmarks.cifar10_evidence", *argv]),
     )
     start = time.perf_counter()
-    code = run_guarded(lambda: run_evidence(plan))
+    rows = []
+    code = run_guarded(lambda: rows.extend(run_evidence(plan)))
+    if rows:
+        print(tables(plan, rows))
     print(f"{(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
     return code
 

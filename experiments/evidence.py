@@ -36,6 +36,7 @@ class EvidencePlan:
     first: int  # first training image of each class
     per_class: int  # training images per class
     out: Path
+    test_per_class: int | None = None  # the first N test images per class (a pilot); None: the whole test set
     clean_student: bool = False
     detection: bool = False
     cleaned_student: str | None = None
@@ -43,20 +44,32 @@ class EvidencePlan:
     command: str = ""  # how the plan was asked for, for the tables' header
 
 
-def training_subset(train: Path, first: int, per_class: int, out: Path) -> Path:
-    """``out/data/train_<first>-<last>``: links to images ``first`` … of every class of ``train`` (ImageFolder
+def subset_folder(source: Path, first: int, per_class: int, folder: Path) -> Path:
+    """``folder``: links to images ``first`` … ``first + per_class − 1`` of every class of ``source`` (ImageFolder
     order), made once and atomically; the images themselves are not copied."""
-    folder = out / "data" / f"train_{first}-{first + per_class - 1}"
     if folder.is_dir():
         return folder
-    index = scan_image_folder(train)
+    index = scan_image_folder(source)
     with atomic_directory(folder) as tmp:
         for name, paths in zip(index.classes, class_range(index, first, per_class), strict=True):
             (tmp / name).mkdir()
             for path in paths:
                 (tmp / name / Path(path).name).symlink_to(Path(path).resolve())
-    log.info("training images: %s (%d per class, from image %d of %s)", folder, per_class, first, train)
+    log.info("%s: %d images per class from image %d of %s", folder, per_class, first, source)
     return folder
+
+
+def data_folders(plan: EvidencePlan) -> tuple[Path, Path]:
+    """The training and test folders of every setting: the plan's ranges of ``data/train`` and ``data/test``."""
+    last = plan.first + plan.per_class - 1
+    train = subset_folder(
+        plan.data / "train", plan.first, plan.per_class, plan.out / "data" / f"train_{plan.first}-{last}"
+    )
+    test = plan.data / "test"
+    if plan.test_per_class is not None:
+        folder = plan.out / "data" / f"test_0-{plan.test_per_class - 1}"
+        test = subset_folder(test, 0, plan.test_per_class, folder)
+    return train, test
 
 
 def detection_figures(folder: Path | None) -> dict | None:
@@ -75,7 +88,9 @@ def detection_figures(folder: Path | None) -> dict | None:
     return figures
 
 
-def run_setting(plan: EvidencePlan, attack: str, variations: str, training: Path) -> dict:
+def run_setting(
+    plan: EvidencePlan, attack: str, variations: str, data: tuple[Path, Path], teacher_only: bool = False
+) -> dict:
     spec = VariationSpec.parse(variations)
     command = CommandLine(
         experiment=plan.experiment,
@@ -83,15 +98,17 @@ def run_setting(plan: EvidencePlan, attack: str, variations: str, training: Path
         output=plan.out,
         clean_student=plan.clean_student,
         overrides=[
-            f"dataset.root_train={training}",
-            f"dataset.root_test={plan.data / 'test'}",
+            f"dataset.root_train={data[0]}",
+            f"dataset.root_test={data[1]}",
             *plan.overrides,
             *(f"variations.{override}" for override in spec.overrides),
         ],
         detection=plan.detection,
         cleaned_student=plan.cleaned_student,
     )
-    result = run_experiment(experiment_spec(command))
+    result = run_experiment(experiment_spec(command), teacher_only=teacher_only)
+    if teacher_only:
+        return {"attack": attack, "variations": "", "setting": str(result.folder), **flat_results(result.summaries)}
     return {
         "attack": attack,
         "variations": result.run_dirs["variations"].parent.name,  # the variant's folder: backend[-what differs]
@@ -126,7 +143,7 @@ def detection_table(rows: list[dict]) -> str:
     header += [f"{label}: AUROC / TPR@5% FPR / flagged" for label in DETECTORS.values()]
     body = []
     for row in rows:
-        found = row["detection"]
+        found = row.get("detection")
         if found is None:
             continue
         cells = []
@@ -178,34 +195,41 @@ def plot(rows: list[dict], path: Path) -> None:
         figure.savefig(tmp, format="png", dpi=110)
 
 
-def write_outputs(plan: EvidencePlan, rows: list[dict]) -> None:
-    training = plan.out / "data" / f"train_{plan.first}-{plan.first + plan.per_class - 1}"
+def tables(plan: EvidencePlan, rows: list[dict]) -> str:
+    test = "the whole test set" if plan.test_per_class is None else f"the first {plan.test_per_class} test images"
     text = [
-        f"# CIFAR-10 evidence: {len(rows)} settings",
-        "",
-        f"Made by `{plan.command}`; training images {plan.first}–{plan.first + plan.per_class - 1} of every class "
-        f"({training}), the whole test set of {plan.data / 'test'}. CA: clean accuracy, ASR: attack success rate "
-        "on the triggered test images of non-target classes, both in %.",
+        f"Made by `{plan.command}`: training images {plan.first}–{plan.first + plan.per_class - 1} of every class "
+        f"of {plan.data / 'train'}, {test} of each class. CA: clean accuracy, ASR: attack success rate on the "
+        "triggered test images of non-target classes, both in %.",
         "",
         training_table(rows),
     ]
-    if any(row["detection"] for row in rows):
+    if any(row.get("detection") for row in rows):
         text += ["", "Detection: AUROC and TPR at 5 % FPR in %, images flagged by each detector's threshold.", ""]
         text += [detection_table(rows)]
-    atomic_write_text(plan.out / "evidence.md", "\n".join(text) + "\n")
+    return "\n".join(text)
+
+
+def write_outputs(plan: EvidencePlan, rows: list[dict]) -> None:
+    atomic_write_text(plan.out / "evidence.md", f"# Evidence: {len(rows)} settings\n\n{tables(plan, rows)}\n")
     atomic_write_json(plan.out / "evidence.json", {"command": plan.command, "rows": rows})
     plot(rows, plan.out / "evidence.png")
 
 
 def run_evidence(plan: EvidencePlan) -> list[dict]:
-    training = training_subset(plan.data / "train", plan.first, plan.per_class, plan.out)
-    rows = []
-    for variations in plan.variations:  # every attack's teacher before the second variation config
-        for attack in plan.teachers:
-            rows.append(run_setting(plan, attack, variations, training))
-            write_outputs(plan, rows)
-            log.info("\n%s", training_table(rows))
-    return rows
+    data = data_folders(plan)
+    rows: dict[tuple[str, str | None], dict] = {}  # (attack, variation config or None for the teacher alone)
+    settings = [(attack, None) for attack in plan.teachers]  # every teacher first: its row lands early
+    settings += [(attack, variations) for variations in plan.variations for attack in plan.teachers]
+    for attack, variations in settings:
+        if variations is None:
+            rows[attack, None] = run_setting(plan, attack, plan.variations[0], data, teacher_only=True)
+        else:
+            rows.pop((attack, None), None)
+            rows[attack, variations] = run_setting(plan, attack, variations, data)
+        write_outputs(plan, list(rows.values()))
+        log.info("\n%s", training_table(list(rows.values())))
+    return list(rows.values())
 
 
-__all__ = ["EvidencePlan", "detection_table", "run_evidence", "training_subset", "training_table"]
+__all__ = ["EvidencePlan", "detection_table", "run_evidence", "subset_folder", "tables", "training_table"]

@@ -126,10 +126,14 @@ def _students(configs: SettingConfigs, cleaned) -> tuple:
     return (("student", configs.student), ("clean_student", configs.clean_student), ("cleaned_student", cleaned))
 
 
-def run_steps(configs: SettingConfigs, detection: DetectionChoice | None = None) -> PipelineResult:
+def run_steps(
+    configs: SettingConfigs, detection: DetectionChoice | None = None, teacher_only: bool = False
+) -> PipelineResult:
     detection = detection or DetectionChoice()
     result = PipelineResult(configs.folder, configs.variations.diffusion.backend)
     _training_step("teacher", configs.teacher, TeacherRole(), result)
+    if teacher_only:
+        return result
     _variations_step(configs.variations, result)
     cleaned = None
     if detection.wanted:
@@ -167,10 +171,11 @@ def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = N
     return "\n".join(lines)
 
 
-def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResult | None:
+def run_experiment(spec: ExperimentSpec, dry_run: bool = False, teacher_only: bool = False) -> PipelineResult | None:
     """Run (or finish) one setting; ends with the teacher-vs-student table in ``<setting>/<backend>/results.md``.
 
-    ``dry_run``: check the configs and say which steps would run, then stop (nothing is written)."""
+    ``dry_run``: check the configs and say which steps would run, then stop (nothing is written).
+    ``teacher_only``: train (or find) the teacher and stop there, e.g. to train a grid's teachers first."""
     configs = resolve_configs(spec)  # every config validated and checked: nothing has been written yet
     detection = DetectionChoice(spec.detection, spec.cleaned_student)
     if dry_run:
@@ -180,8 +185,11 @@ def run_experiment(spec: ExperimentSpec, dry_run: bool = False) -> PipelineResul
     distributed.init_from_environment(use_cuda=device.type == "cuda")
     log.info("setting: %s", configs.folder)
     with outside_the_sweep() as sweep:
-        result = run_steps(configs, detection)
+        result = run_steps(configs, detection, teacher_only)
     table = comparison_table(result.summaries)
+    if teacher_only:
+        log.info("\n%s\n\nsetting %s: the teacher only, as asked", table, configs.folder)
+        return result
     if distributed.is_main_process():
         title = f"{configs.folder.name}, {configs.variant.name}"
         atomic_write_text(configs.variant / "results.md", f"# {title}\n\n```text\n{table}\n```\n")

@@ -85,7 +85,9 @@ def test_every_shipped_config_validates(name, image_data, tmp_path, monkeypatch)
     monkeypatch.chdir(CONFIGS.parent)  # trigger image paths are relative to the repository root, like data paths
     schema, overrides = schema_and_overrides(CONFIGS / name, image_data, tmp_path)
     config = load_config(schema, CONFIGS / name, overrides)
-    assert (config.backdoor is None) == (name in BASE_FILES)  # every experiment names its attack
+    # every experiment names its attack, but for the shared files and the pipeline steps that take the teacher's
+    takes_the_teachers = read_layered_yaml(CONFIGS / name).get("backdoor", "absent") is None
+    assert (config.backdoor is None) == (name in BASE_FILES or takes_the_teachers)
 
 
 def sweep_teachers(experiment: str) -> list[str]:
@@ -146,9 +148,11 @@ def test_cifar10_attacks_and_variations():
         assert {key: value for key, value in config.items() if key != "backdoor"} == common
     assert teachers["teacher_clean_label"]["backdoor"]["clean_label"] is True
     assert teachers["teacher_all_to_all"]["backdoor"]["target_type"] == "all_to_all"
-    variations = read_layered_yaml(CONFIGS / "cifar10/variations.yaml")
-    assert variations["backdoor"] == teachers["teacher_badnets"]["backdoor"] and variations["seed"] == common["seed"]
+    variations = read_layered_yaml(CONFIGS / "cifar10/variations.yaml")  # a pipeline step: the teacher's attack
+    assert variations["backdoor"] is None and variations["seed"] == common["seed"]
     assert variations["diffusion"]["backend"] == "classical"
+    experiment = read_layered_yaml(CONFIGS / "cifar10/experiment.yaml")
+    assert (experiment["teacher"], experiment["variations"]) == ("teacher_badnets.yaml", "variations.yaml")
     # issue 24: a CIFAR network (3×3 stride-1 stem) with the standard crop + flip, the cosine reaching 0 at the end
     assert common["model"]["architecture"] == "resnet20"
     assert common["transformations"] == {"RandomCrop": {"size": 32, "padding": 4}, "RandomHorizontalFlip": {"p": 0.5}}
