@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from datasets.image_folder import read_rgb
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from utils.image_tensors import to_float_tensor
+from utils.progress import progress
 
 
 @dataclass
@@ -55,7 +55,7 @@ def teacher_outputs(
     loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     sources, variations, features = [], [], []
     try:
-        for images, varied in tqdm(loader, desc="detection: teacher on sources and variations", unit="batch"):
+        for images, varied in progress(loader, desc="detection: teacher on sources and variations", unit="batch"):
             captured.clear()
             logits = model(images.to(device)).float()
             features.append((captured[0] if captured else logits).float().cpu())

@@ -52,3 +52,17 @@ def test_a_terminal_gets_a_bar(monkeypatch, show):
     bar = progress(range(3), desc="x", show=show)
     assert isinstance(bar, tqdm) and bar.disable is not show
     bar.close()
+
+
+def test_every_progress_display_goes_through_utils_progress():
+    """A bare ``tqdm(...)`` writes bar frames into log files (found in detection, fixed): only utils/progress.py
+    may make one."""
+    bare = re.compile(r"^\s*(from tqdm import tqdm|import tqdm)\b|\btqdm\(", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in REPO.rglob("*.py")
+        if not {".venv", "tests", "site"} & set(path.relative_to(REPO).parts)
+        and path != REPO / "utils" / "progress.py"
+        and bare.search(path.read_text())
+    ]
+    assert offenders == []
