@@ -541,3 +541,14 @@ def test_a_finished_run_whose_summary_was_damaged_is_named_not_a_traceback(grid,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: teacher: ") and str(summary.parent) in err[-1] and "not UTF-8" in err[-1], err
     assert not [line for line in err if "Traceback" in line]
+
+
+def test_teacher_only_trains_the_teacher_and_the_whole_run_then_reuses_it(small_experiment, tmp_path, capsys):
+    assert run_pipeline.main(["-c", str(small_experiment), "--teacher-only"]) == 0
+    (setting,) = (tmp_path / "experiments").iterdir()
+    assert sorted(p.name for p in setting.iterdir()) == ["teacher"]  # no variations, no student
+    teacher = only_run(setting / "teacher")
+    capsys.readouterr()
+    assert run_pipeline.main(["-c", str(small_experiment)]) == 0
+    assert "teacher: complete in" in capsys.readouterr().err
+    assert only_run(setting / "teacher") == teacher and only_run(setting / "classical" / "student") is not None

@@ -1,0 +1,49 @@
+"""The evidence driver's pieces (benchmarks/cifar10_evidence.py runs them end to end in tests/test_readme.py)."""
+
+import json
+
+import pytest
+
+from datasets.image_folder import scan_image_folder
+from experiments.evidence import detection_table, subset_folder, training_table
+from utils.errors import UserError
+
+
+def test_a_subset_links_the_asked_range_of_every_class(image_data, tmp_path):
+    folder = subset_folder(image_data["train"], 2, 3, tmp_path / "subset")
+    source = scan_image_folder(image_data["train"])
+    for name in source.classes:
+        wanted = sorted(p for p in (image_data["train"] / name).iterdir())[2:5]
+        linked = sorted((folder / name).iterdir())
+        assert [p.name for p in linked] == [p.name for p in wanted]
+        assert all(p.is_symlink() and p.resolve() == w.resolve() for p, w in zip(linked, wanted, strict=True))
+    assert scan_image_folder(folder).classes == source.classes
+    with pytest.raises(UserError, match="images 4–8 of each class do not exist"):
+        subset_folder(image_data["train"], 4, 5, tmp_path / "too_far")
+    assert not (tmp_path / "too_far").exists()  # nothing half-made
+
+
+def test_tables_put_each_model_and_detector_in_its_column():
+    rows = [
+        {"attack": "sig", "variations": "", "teacher/clean_accuracy": 0.5, "teacher/attack_success_rate": 0.9},
+        {
+            "attack": "badnets",
+            "variations": "classical",
+            "teacher/clean_accuracy": 0.6,
+            "teacher/attack_success_rate": 0.95,
+            "student/clean_accuracy": 0.55,
+            "student/attack_success_rate": 0.1,
+            "detection": {
+                "num_poisoned": 90,
+                "num_images": 1000,
+                "variations": {"auroc": 0.9, "tpr_at_5pct_fpr": 0.5, "flagged": 120},
+                "spectral_signatures": {"auroc": None, "tpr_at_5pct_fpr": None, "flagged": 3},
+            },
+        },
+    ]
+    lines = training_table(rows).splitlines()
+    assert lines[0] == "| attack | variations | teacher CA / ASR % | student CA / ASR % |"
+    assert lines[2:] == ["| sig |  | 50.0 / 90.0 |  |", "| badnets | classical | 60.0 / 95.0 | 55.0 / 10.0 |"]
+    (row,) = detection_table(rows).splitlines()[2:]  # the teacher-only row has no detection
+    assert row == "| badnets | classical | 90 of 1000 | 90.0 / 50.0 / 120 | n/a / n/a / 3 |  |"
+    json.dumps(rows)  # evidence.json holds the rows as they are
