@@ -24,11 +24,12 @@ from config.loading import load_config
 from config.schema import TeacherConfig, VariationConfig
 from datasets.build import attack_from, build_poisoning, poisoned_indices
 from datasets.image_folder import scan_image_folder
+from datasets.setting_keys import CONFIG_NAME
 from demo.dataset import generate_demo_dataset
 from detection.run import run_detection
 from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from models.classifier_factory import build_classifier
-from training.run_directory import CONFIG_NAME, checkpoint_metadata, write_poison_indices
+from training.run_directory import checkpoint_metadata, write_poison_indices
 from utils.atomic_io import atomic_write_yaml
 from variations.run import run_variations
 

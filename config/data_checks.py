@@ -13,8 +13,9 @@ from pathlib import Path
 from config.schema import VariationConfig
 from config.step_agreement import check_student_agreement
 from datasets.image_folder import list_class_folders
+from datasets.setting_keys import CONFIG_NAME
 from models.teacher_reference import ACCEPTED, looks_like_teacher_reference
-from training.run_directory import CONFIG_NAME, METRICS_NAME, POISON_INDICES_NAME, SUMMARY_NAME
+from training.run_directory import METRICS_NAME, POISON_INDICES_NAME, SUMMARY_NAME
 from utils.errors import UserError
 from utils.folder_overlap import check_apart
 from variations.completeness import unfinished_variations

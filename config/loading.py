@@ -14,7 +14,7 @@ from config.errors import describe_validation_errors
 from config.overrides import apply_override, parse_override
 from config.step_agreement import take_from_teacher
 from config.yaml_files import read_layered_yaml
-from training.run_directory import CONFIG_NAME
+from datasets.setting_keys import CONFIG_NAME
 from utils.errors import ConfigErrors, UserError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from datasets.sections import BackdoorSection
-from datasets.setting_keys import FOLDER_CONFIG, attack_name, leaves, read_config_beside
+from datasets.setting_keys import CONFIG_NAME, attack_name, leaves, read_config_beside
 from utils.errors import UserError
 
 FROM_TEACHER = ("seed", "backdoor")  # configs that leave these out get the teacher's
@@ -75,9 +75,9 @@ def check_student_agreement(cfg) -> None:
         variations = None  # a folder generate_variations.py did not make (e.g. the clean training folder)
     where = Path(cfg.distillation.teacher_model).expanduser()
     sources = {
-        "the teacher": (where if where.is_dir() else where.parent) / FOLDER_CONFIG,
+        "the teacher": (where if where.is_dir() else where.parent) / CONFIG_NAME,
         "the student": "its config",
-        "the variations": Path(cfg.dataset.root_train) / FOLDER_CONFIG,
+        "the variations": Path(cfg.dataset.root_train) / CONFIG_NAME,
     }
     own = cfg.to_dict()
     backdoor = _backdoor(teacher.get("backdoor"))

@@ -32,7 +32,7 @@ DEFAULT_GROUP_BY = (
     "variation_backend",
     "role",
 )
-FOLDER_CONFIG = "config.yaml"  # written into every run directory and variations folder
+CONFIG_NAME = "config.yaml"  # the resolved config, written into every run directory and variations folder
 OPTION_KEYS = {"target_idx", "poison_first", "poisoning_rate", "random_poisoning", "poison_target_class", "target_type"}
 
 # Config keys (paths into the config of train_teacher.py, train_student.py or generate_variations.py) that
@@ -84,7 +84,7 @@ def read_config_beside(path: str | Path) -> dict | None:
     path = Path(path).expanduser()
     folder = path if path.is_dir() else path.parent
     try:
-        return yaml.safe_load((folder / FOLDER_CONFIG).read_text()) or None
+        return yaml.safe_load((folder / CONFIG_NAME).read_text()) or None
     except (OSError, yaml.YAMLError):
         return None
 

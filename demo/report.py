@@ -11,6 +11,7 @@ import yaml
 from datasets.build import attack_from
 from datasets.image_folder import read_rgb
 from datasets.sections import BackdoorSection
+from datasets.setting_keys import CONFIG_NAME
 from demo.detection_report import detection_markdown
 from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
 from utils.image_grid import labelled_grid
@@ -41,11 +42,11 @@ def row_name(backend: str) -> str:
 
 def diffusion_strength(variations: Path) -> float:
     """The SDEdit strength a ``ddpm_sdedit`` variations folder was made with (its saved config)."""
-    return float(yaml.safe_load((Path(variations) / "config.yaml").read_text())["diffusion"]["strength"])
+    return float(yaml.safe_load((Path(variations) / CONFIG_NAME).read_text())["diffusion"]["strength"])
 
 
 def _read_config(run_dir: Path) -> dict:
-    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    return yaml.safe_load((Path(run_dir) / CONFIG_NAME).read_text()) or {}
 
 
 def demo_setting(teacher: dict, runs: Mapping[str, Path]) -> dict:
@@ -175,7 +176,7 @@ def samples_figure(teacher_dir: Path, variations: Path | Mapping[str, Path], pat
     one folder alone is the row "variation"). Columns: one poisoned image per source class, named underneath.
     """
     folders = {"variation": variations} if isinstance(variations, (str, Path)) else dict(variations)
-    config = yaml.safe_load((teacher_dir / "config.yaml").read_text())
+    config = yaml.safe_load((teacher_dir / CONFIG_NAME).read_text())
     backdoor = BackdoorSection.model_validate(config["backdoor"])
     attack = attack_from(backdoor)
     size = config["dataset"]["image_size"]

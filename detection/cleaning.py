@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from datasets.setting_keys import CONFIG_NAME
 from detection.outputs import SUMMARY_NAME, read_suspects
 from utils.atomic_io import atomic_directory, atomic_write_yaml
 from utils.errors import UserError
@@ -25,7 +26,6 @@ from variations.manifest import MANIFEST_NAME
 
 CleaningMode = Literal["drop", "relabel"]
 MODES = ("drop", "relabel")
-CONFIG_NAME = "config.yaml"
 
 
 def _link(source: Path, target: Path) -> None:

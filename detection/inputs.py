@@ -21,9 +21,10 @@ from datasets.build import attack_from, build_poisoning
 from datasets.image_folder import ImageFolderIndex, scan_image_folder
 from datasets.poisoned_image_folder import PoisonedImageFolder
 from datasets.sections import BackdoorSection
+from datasets.setting_keys import CONFIG_NAME
 from detection.compatibility import check_same_dataset, check_same_setting, check_teacher_dataset
 from models.checkpoint import CHECKPOINT_NAME
-from training.run_directory import CONFIG_NAME, POISON_INDICES_NAME, SUMMARY_NAME
+from training.run_directory import POISON_INDICES_NAME, SUMMARY_NAME
 from utils.errors import UserError, first_line
 from variations.manifest import MANIFEST_NAME
 from variations.output_folder import GENERATION_NAME

@@ -16,9 +16,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from datasets.setting_keys import identity_digest, leaves, variations_identity, without_runtime_keys
+from datasets.setting_keys import CONFIG_NAME, identity_digest, leaves, variations_identity, without_runtime_keys
 from experiments.run_discovery import read_yaml_file
-from training.run_directory import CONFIG_NAME
 from utils.atomic_io import is_temporary
 from utils.errors import UserError
 from utils.folder_lock import is_lock_file

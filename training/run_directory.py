@@ -20,7 +20,7 @@ from torch import nn
 
 from datasets.build import ExperimentData
 from datasets.previews import trigger_preview
-from datasets.setting_keys import setting_keys
+from datasets.setting_keys import CONFIG_NAME, setting_keys
 from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from models.classifier_factory import ClassifierRecord, classifier_metadata
 from utils import distributed
@@ -31,7 +31,6 @@ from utils.tracking import MetricsLog, finish_wandb, log_model_artifact, start_w
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
 SUMMARY_NAME = "summary.json"
 POISON_INDICES_NAME = "poison_indices.json"

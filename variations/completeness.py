@@ -17,11 +17,11 @@ from pathlib import Path
 import yaml
 
 from datasets.image_folder import scan_image_folder
+from datasets.setting_keys import CONFIG_NAME
 from utils.errors import UserError
 from utils.folder_lock import lock_states
 from variations.manifest import MANIFEST_NAME
 from variations.output_folder import (
-    CONFIG_NAME,
     GENERATION_NAME,
     SIZES_KEY,
     saved_config_changes,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from datasets.setting_keys import config_differences, without_runtime_keys
+from datasets.setting_keys import CONFIG_NAME, config_differences, without_runtime_keys
 from utils.atomic_io import TEMP_MARKER, atomic_write_json, atomic_write_yaml, is_temporary
 from utils.errors import UserError, first_line
 from utils.folder_lock import is_lock_file
@@ -27,7 +27,6 @@ from variations.manifest import is_manifest_file
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.yaml"  # the resolved config the folder was made with
 GENERATION_NAME = "generation.json"
 STACKS = "environments"  # generation.json: the software stacks the folder's images were made on, oldest first
 # generation.json keys recorded since a later version: a folder made before lacks them and is not refused for it
