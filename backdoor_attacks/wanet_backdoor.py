@@ -52,7 +52,7 @@ class WaNetBackdoor(Trigger):
     Params = WaNetBackdoorParams
 
     def __init__(self, params: WaNetBackdoorParams):
-        if params.image_size is None:  # the config defaults it to the image size (BackdoorOptions.fit_to_size)
+        if params.image_size is None:  # the config defaults it to the image size (BackdoorSection.fit_to_size)
             raise ValueError("WaNetBackdoor.image_size is not set: the warp field is made for one image side")
         self.params = params.model_copy()  # the config's block may still be edited; the warp must not change
         self.image_size = size = params.image_size

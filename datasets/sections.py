@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from backdoor_attacks import ATTACKS
+from backdoor_attacks.blended_backdoor import BlendedBackdoorParams
+from backdoor_attacks.bpp_backdoor import BppBackdoorParams
+from backdoor_attacks.patch_backdoor import PatchBackdoorParams
+from backdoor_attacks.sig_backdoor import SIGBackdoorParams
+from backdoor_attacks.wanet_backdoor import WaNetBackdoorParams
 from datasets.poison_plan import Targeting, TargetType
 from datasets.transforms import build_transform
 from utils.class_registry import checked_by_building
@@ -31,7 +36,9 @@ class VariationDatasetSection(Section):
     num_workers: int = Field(4, ge=0)  # DataLoader worker processes decoding and poisoning the sources
 
 
-class BackdoorOptions(Section):
+class BackdoorSection(Section):
+    """``backdoor:``: who is poisoned and how, and exactly one attack block (its key is the attack's name)."""
+
     target_idx: int = Field(0, ge=0)  # index of the target class (sorted class folder order)
     poison_first: bool = True  # trigger on the resized image before the transforms (False: after them)
     poisoning_rate: float = Field(0.1, ge=0.0, le=1.0)  # share of the candidate samples that are poisoned
@@ -39,6 +46,12 @@ class BackdoorOptions(Section):
     poison_target_class: bool = False  # whether target-class images may carry the trigger too
     target_type: TargetType = "all_to_one"  # all_to_one: to target_idx; all_to_all: class y to (y + 1) mod n
     clean_label: bool = False  # poison target-class images only, keeping every label (all_to_one only)
+    # the attack: one of these blocks, named as in the registry backdoor_attacks.ATTACKS (checked below)
+    PatchBackdoor: PatchBackdoorParams | None = None  # BadNets: a square patch (a pattern or an image file)
+    BlendedBackdoor: BlendedBackdoorParams | None = None  # Blended: an image mixed into the whole picture
+    SIGBackdoor: SIGBackdoorParams | None = None  # SIG: a sine wave across the columns, added to the image
+    WaNetBackdoor: WaNetBackdoorParams | None = None  # WaNet: a smooth warp of the pixel grid
+    BppBackdoor: BppBackdoorParams | None = None  # BppAttack: colour-depth reduction, optionally dithered
 
     @field_validator("clean_label")
     @classmethod
@@ -98,12 +111,8 @@ class BackdoorOptions(Section):
             )
 
 
-# One optional field per registered attack, so the registry alone decides which names are valid.
-BackdoorSection = create_model(
-    "BackdoorSection",
-    __base__=BackdoorOptions,
-    **{name: (cls.Params | None, None) for name, cls in ATTACKS.items()},
-)
+if set(ATTACKS) - set(BackdoorSection.model_fields):  # a registered attack no config could name
+    raise ImportError(f"BackdoorSection has no block for {sorted(set(ATTACKS) - set(BackdoorSection.model_fields))}")
 
 
 # ``{TorchvisionTransform: {kwargs}}`` in order, run on float tensors after the resize (as in the reference).
