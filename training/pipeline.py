@@ -38,7 +38,7 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
             len(data.clean_test),
             len(data.triggered_test) if data.triggered_test is not None else 0,
         )
-        objective = role.objective(cfg, setup, data)  # a student loads its teacher here
+        prepared = role.prepare(cfg, setup, data)  # a student loads its teacher here
         trainable = build_trainable(cfg, setup)
         saved = load_saved_state(resume, setup.world_size) if resume is not None else None
         loader = setup.train_loader(data.train)
@@ -51,8 +51,10 @@ def run_training(cfg, role: Role, resume: Path | None = None) -> dict:
             hooks = EpochHooks(run.metrics if run is not None else None, states.save, stop)
             with stop.at_step_boundaries():
                 schedule = Schedule(cfg.training.num_epochs, cfg.training.eval_every)
-                final = fit(trainable, objective, loader, schedule, lambda: evaluator(trainable.model), hooks, progress)
-            summary, table = role.report(final, evaluator, data, run)
+                final = fit(
+                    trainable, prepared.objective, loader, schedule, lambda: evaluator(trainable.model), hooks, progress
+                )
+            summary, table = prepared.report(final, evaluator, data, run)
             if run is not None:
                 _finish(run, cfg, trainable.model, data.classes, summary, states)
                 log.info("\n%s\n\nrun directory: %s", table, run.run_dir)

@@ -1,16 +1,21 @@
 """What sets a teacher run apart from a student run: its objective and its report.
 
 The teacher learns the (poisoned) labels; the student is distilled from a frozen teacher and reports
-itself next to that teacher, with the defence effectiveness rate.
+itself next to that teacher, with the defence effectiveness rate. A role is stateless: ``prepare`` gives the
+run's :class:`PreparedRole` (the objective, and for a student the teacher it loaded), which alone can report, so
+a report can never ask for a teacher that was not loaded.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
+from torch import nn
+
 from datasets.build import ExperimentData
-from models.teacher_reference import ResizedInput, load_teacher, resolve_teacher
+from models.teacher_reference import ResizedInput, TeacherSource, load_teacher, resolve_teacher
 from training.evaluation import BackdoorEvaluator
 from training.loop import Objective
 from training.metrics import defense_effectiveness_rate
@@ -25,21 +30,30 @@ from utils.tracking import log_comparison, record_teacher_input
 log = logging.getLogger(__name__)
 
 
-class Role(Protocol):
-    name: str  # the run's job type: teacher or student
-
-    def objective(self, cfg, setup: TrainingSetup, data: ExperimentData) -> Objective: ...
+class PreparedRole(Protocol):
+    objective: Objective
 
     def report(self, final: dict, evaluator: BackdoorEvaluator, data: ExperimentData, run: Run | None):
         """(``summary.json`` content, a printable table)."""
         ...
 
 
+class Role(Protocol):
+    name: str  # the run's job type: teacher or student
+
+    def prepare(self, cfg, setup: TrainingSetup, data: ExperimentData) -> PreparedRole: ...
+
+
 class TeacherRole:
     name = "teacher"
 
-    def objective(self, cfg, setup: TrainingSetup, data: ExperimentData) -> Objective:
-        return SupervisedObjective(cfg.training.aux_loss_weight)
+    def prepare(self, cfg, setup: TrainingSetup, data: ExperimentData) -> PreparedTeacher:
+        return PreparedTeacher(SupervisedObjective(cfg.training.aux_loss_weight))
+
+
+@dataclass(frozen=True)
+class PreparedTeacher:
+    objective: Objective
 
     def report(self, final: dict, evaluator, data: ExperimentData, run: Run | None) -> tuple[dict, str]:
         summary = {
@@ -78,27 +92,32 @@ def check_teacher_classes(metadata: dict, classes: list[str], reference: str) ->
 class StudentRole:
     name = "student"
 
-    def __init__(self):
-        self.teacher = None
-        self.source = None
-
-    def objective(self, cfg, setup: TrainingSetup, data: ExperimentData) -> Objective:
+    def prepare(self, cfg, setup: TrainingSetup, data: ExperimentData) -> PreparedStudent:
+        """Load the teacher (``distillation.teacher_model``) the student is distilled from and reported beside."""
         with distributed.local_main_first():  # one download per machine into the shared cache
-            self.source = resolve_teacher(cfg.distillation.teacher_model)
-        teacher, metadata = load_teacher(self.source)
-        check_teacher_classes(metadata, data.classes, self.source.reference)
+            source = resolve_teacher(cfg.distillation.teacher_model)
+        teacher, metadata = load_teacher(source)
+        check_teacher_classes(metadata, data.classes, source.reference)
         if metadata.get("image_size") and metadata["image_size"] != cfg.dataset.image_size:
             teacher = ResizedInput(teacher, metadata["image_size"])
-        self.teacher = setup.compute.prepare(teacher).eval()
+        teacher = setup.compute.prepare(teacher).eval()
         log.info(
             "teacher %s (%s); student %s on %d images from %s",
-            self.source.reference,
+            source.reference,
             metadata["architecture"],
             cfg.model.architecture,
             len(data.train),
             cfg.dataset.root_train,
         )
-        return DistillationObjective(self.teacher, cfg.distillation, cfg.training.aux_loss_weight)
+        objective = DistillationObjective(teacher, cfg.distillation, cfg.training.aux_loss_weight)
+        return PreparedStudent(objective, teacher, source)
+
+
+@dataclass(frozen=True)
+class PreparedStudent:
+    objective: Objective
+    teacher: nn.Module  # frozen, on the training device
+    source: TeacherSource  # where it came from, for the summary and W&B
 
     def report(self, final: dict, evaluator, data: ExperimentData, run: Run | None) -> tuple[dict, str]:
         teacher = {**evaluator(self.teacher), "reference": self.source.reference}
