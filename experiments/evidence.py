@@ -16,14 +16,16 @@ from pathlib import Path
 from datasets.image_folder import class_range, scan_image_folder
 from detection.outputs import SUMMARY_NAME as DETECTION_SUMMARY
 from experiments.experiment_file import CommandLine, experiment_spec
-from experiments.pipeline import STUDENT_ROLES, flat_results, run_experiment
+from experiments.pipeline import run_experiment
 from experiments.trigger_screen import VariationSpec
 from utils.atomic_io import atomic_directory, atomic_path, atomic_write_json, atomic_write_text
 from utils.report import markdown_table
 
 log = logging.getLogger(__name__)
 
-MODELS = ("teacher", *STUDENT_ROLES)  # the columns of the training table, in this order
+METRICS = ("clean_accuracy", "attack_success_rate", "robust_accuracy")
+SHARED_MODELS = {"teacher": "teacher", "clean_student": "student on clean images"}  # one per attack
+VARIANT_MODELS = {"student": "student on {}", "cleaned_student": "cleaned student on {}"}  # one per variation config
 DETECTORS = {"variations": "variations", "spectral_signatures": "spectral signatures", "activation_clustering": "AC"}
 
 
@@ -108,13 +110,13 @@ def run_setting(
     )
     result = run_experiment(experiment_spec(command), teacher_only=teacher_only)
     if teacher_only:
-        return {"attack": attack, "variations": "", "setting": str(result.folder), **flat_results(result.summaries)}
+        return {"attack": attack, "variations": "", "setting": str(result.folder), **model_figures(result.summaries)}
     return {
         "attack": attack,
         "variations": result.run_dirs["variations"].parent.name,  # the variant's folder: backend[-what differs]
         "variation_config": variations,
         "setting": str(result.folder),
-        **flat_results(result.summaries),
+        **model_figures(result.summaries),
         "detection": detection_figures(result.run_dirs.get("detection")),
     }
 
@@ -123,18 +125,39 @@ def percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def model_figures(summaries: dict[str, dict]) -> dict:
+    """``teacher/clean_accuracy``, ``student/der``...: CA, ASR, RA of each model, DER of each student."""
+    figures = {}
+    for model, summary in summaries.items():
+        scores = summary if model == "teacher" else summary["student"]
+        figures |= {f"{model}/{metric}": scores.get(metric) for metric in METRICS}
+        if model != "teacher":
+            figures[f"{model}/der"] = summary.get("der")
+    return figures
+
+
 def training_table(rows: list[dict]) -> str:
-    """CA / ASR (%) of every model of every setting; a student column only where some setting has it."""
-    models = [m for m in MODELS if any(f"{m}/clean_accuracy" in row for row in rows)]
-    header = ["attack", "variations", *(f"{m.replace('_', ' ')} CA / ASR %" for m in models)]
+    """Per attack: the teacher and the student on clean images once, then each variation config's students;
+    CA, ASR, RA and (students) DER in %."""
     body = []
-    for row in rows:
-        cells = []
-        for model in models:
-            pair = (row.get(f"{model}/clean_accuracy"), row.get(f"{model}/attack_success_rate"))
-            cells.append("" if pair == (None, None) else " / ".join(map(percent, pair)))
-        body.append([row["attack"], row["variations"], *cells])
-    return markdown_table(header, body)
+    for attack in dict.fromkeys(row["attack"] for row in rows):
+        mine = [row for row in rows if row["attack"] == attack]
+        lines = []
+        for model, label in SHARED_MODELS.items():
+            found = next((row for row in mine if f"{model}/clean_accuracy" in row), None)
+            if found is not None:
+                lines.append([label, *_cells(found, model)])
+        for row in mine:
+            for model, label in VARIANT_MODELS.items():
+                if f"{model}/clean_accuracy" in row:
+                    lines.append([label.format(row["variations"]), *_cells(row, model)])
+        body += [[attack if i == 0 else "", *line] for i, line in enumerate(lines)]
+    return markdown_table(["attack", "model", "CA %", "ASR %", "RA %", "DER %"], body)
+
+
+def _cells(row: dict, model: str) -> list[str]:
+    der = percent(row.get(f"{model}/der")) if model != "teacher" else ""
+    return [*(percent(row.get(f"{model}/{metric}")) for metric in METRICS), der]
 
 
 def detection_table(rows: list[dict]) -> str:
@@ -165,17 +188,11 @@ def plot(rows: list[dict], path: Path) -> None:
     attacks = list(dict.fromkeys(row["attack"] for row in rows))
     bars: dict[str, dict[str, tuple]] = {}  # label → attack → (CA, ASR)
     for row in rows:
-        for model in MODELS:
-            if f"{model}/clean_accuracy" not in row:
-                continue
-            label = (
-                model.replace("_", " ") if model in ("teacher", "clean_student") else f"{model} ({row['variations']})"
-            )
-            label = label.replace("student (", "student on ").rstrip(")") if model == "student" else label
-            bars.setdefault(label, {})[row["attack"]] = (
-                row[f"{model}/clean_accuracy"],
-                row[f"{model}/attack_success_rate"],
-            )
+        labels = {**SHARED_MODELS, **{m: label.format(row["variations"]) for m, label in VARIANT_MODELS.items()}}
+        for model, label in labels.items():
+            if f"{model}/clean_accuracy" in row:
+                figures = (row[f"{model}/clean_accuracy"], row[f"{model}/attack_success_rate"])
+                bars.setdefault(label, {})[row["attack"]] = figures
     figure = Figure(figsize=(max(6.0, 1.3 * len(attacks) + 2), 6.5), layout="constrained")
     axes = figure.subplots(2, 1, sharex=True)
     width = 0.8 / max(1, len(bars))
@@ -199,8 +216,10 @@ def tables(plan: EvidencePlan, rows: list[dict]) -> str:
     test = "the whole test set" if plan.test_per_class is None else f"the first {plan.test_per_class} test images"
     text = [
         f"Made by `{plan.command}`: training images {plan.first}–{plan.first + plan.per_class - 1} of every class "
-        f"of {plan.data / 'train'}, {test} of each class. CA: clean accuracy, ASR: attack success rate on the "
-        "triggered test images of non-target classes, both in %.",
+        f"of {plan.data / 'train'}, {test} of each class. CA: clean accuracy; ASR: attack success rate on the "
+        "triggered test images of non-target classes; RA: robust accuracy (triggered images given their true "
+        "class); DER: defence effectiveness rate, (ASR drop − CA drop + 1) / 2 against the teacher, each drop "
+        "at least 0; all in %.",
         "",
         training_table(rows),
     ]

@@ -23,16 +23,15 @@ def test_a_subset_links_the_asked_range_of_every_class(image_data, tmp_path):
     assert not (tmp_path / "too_far").exists()  # nothing half-made
 
 
-def test_tables_put_each_model_and_detector_in_its_column():
+def test_tables_put_each_model_and_detector_in_its_place():
     rows = [
         {"attack": "sig", "variations": "", "teacher/clean_accuracy": 0.5, "teacher/attack_success_rate": 0.9},
         {
             "attack": "badnets",
             "variations": "classical",
-            "teacher/clean_accuracy": 0.6,
-            "teacher/attack_success_rate": 0.95,
-            "student/clean_accuracy": 0.55,
-            "student/attack_success_rate": 0.1,
+            **{"teacher/clean_accuracy": 0.6, "teacher/attack_success_rate": 0.95, "teacher/robust_accuracy": 0.04},
+            **{"clean_student/clean_accuracy": 0.62, "clean_student/attack_success_rate": 0.02},
+            **{"student/clean_accuracy": 0.55, "student/attack_success_rate": 0.1, "student/der": 0.9},
             "detection": {
                 "num_poisoned": 90,
                 "num_images": 1000,
@@ -40,10 +39,23 @@ def test_tables_put_each_model_and_detector_in_its_column():
                 "spectral_signatures": {"auroc": None, "tpr_at_5pct_fpr": None, "flagged": 3},
             },
         },
+        {
+            "attack": "badnets",
+            "variations": "ddpm_sdedit",
+            **{"teacher/clean_accuracy": 0.6, "teacher/attack_success_rate": 0.95, "teacher/robust_accuracy": 0.04},
+            **{"student/clean_accuracy": 0.58, "student/attack_success_rate": 0.03, "student/der": 0.95},
+            "detection": None,
+        },
     ]
     lines = training_table(rows).splitlines()
-    assert lines[0] == "| attack | variations | teacher CA / ASR % | student CA / ASR % |"
-    assert lines[2:] == ["| sig |  | 50.0 / 90.0 |  |", "| badnets | classical | 60.0 / 95.0 | 55.0 / 10.0 |"]
-    (row,) = detection_table(rows).splitlines()[2:]  # the teacher-only row has no detection
+    assert lines[0] == "| attack | model | CA % | ASR % | RA % | DER % |"
+    assert lines[2:] == [
+        "| sig | teacher | 50.0 | 90.0 | n/a |  |",
+        "| badnets | teacher | 60.0 | 95.0 | 4.0 |  |",  # once, though two settings have it
+        "|  | student on clean images | 62.0 | 2.0 | n/a | n/a |",
+        "|  | student on classical | 55.0 | 10.0 | n/a | 90.0 |",
+        "|  | student on ddpm_sdedit | 58.0 | 3.0 | n/a | 95.0 |",
+    ]
+    (row,) = detection_table(rows).splitlines()[2:]  # only the setting with detection figures
     assert row == "| badnets | classical | 90 of 1000 | 90.0 / 50.0 / 120 | n/a / n/a / 3 |  |"
     json.dumps(rows)  # evidence.json holds the rows as they are

@@ -240,7 +240,7 @@ BENCHMARK_ARGS = {  # appended to the documented commands: the smallest meaningf
         *("--set", "training.num_epochs=1", "model.architecture=test_resnet"),
     ],
 }
-BENCHMARK_OUTPUT = {"benchmarks.cifar10_evidence": "| sig | classical | "}  # else a JSON line
+BENCHMARK_OUTPUT = {"benchmarks.cifar10_evidence": "|  | student on classical | "}  # else a JSON line
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"benchmarks read CIFAR-10 from {SHARED_DATA}, absent here")
