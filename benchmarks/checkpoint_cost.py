@@ -2,7 +2,7 @@
 
     python -m benchmarks.checkpoint_cost --data ../shared/data/cifar10/train
 
-The state is the real one (``training.checkpoints``): ResNet-18 weights with Adam's moments after a training
+The state is the real one (``training.run_directory``): ResNet-18 weights with Adam's moments after a training
 epoch, the scheduler, the loss scaler and every random stream. The loader part compares the workers the
 training loader starts afresh each epoch (their random streams then follow the saved loader generator) with
 persistent ones: the difference is the time to the first batch of an epoch.
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from benchmarks.teacher_throughput import build_dataset
 from models.classifier_factory import build_classifier
-from training.checkpoints import TrainingState, read_state, state_folder, write_state
 from training.compute import Compute
 from training.loop import Trainable, train_one_epoch
 from training.objectives import SupervisedObjective
 from training.optim import build_lr_scheduler, build_optimizer
+from training.run_directory import TrainingState, read_state, state_folder, write_state
 from training.setup import LoaderSpec, make_loader
 from utils.distributed import resolve_device
 from utils.seeding import rng_state

@@ -18,8 +18,7 @@ import yaml
 
 from datasets.setting_keys import CONFIG_NAME, run_identity, setting_keys, without_runtime_keys
 from models.checkpoint import CHECKPOINT_NAME
-from training.checkpoints import saved_states
-from training.run_directory import METRICS_NAME, SUMMARY_NAME
+from training.run_directory import METRICS_NAME, SUMMARY_NAME, saved_states
 
 SKIPPED_FOLDERS = {"wandb", "__pycache__"}  # never hold run directories; can be large
 

@@ -17,7 +17,10 @@ import torch
 from safetensors import SafetensorError
 
 from models.checkpoint import unwrap_model
-from training.checkpoints import (
+from training.loop import Progress, Trainable
+from training.run_directory import (
+    SUMMARY_NAME,
+    Run,
     TrainingState,
     epoch_of,
     prune_states,
@@ -26,8 +29,6 @@ from training.checkpoints import (
     state_folder,
     write_state,
 )
-from training.loop import Progress, Trainable
-from training.run_directory import SUMMARY_NAME, Run
 from utils import distributed
 from utils.errors import RunInterrupted, UserError, describe_write_error
 from utils.seeding import rng_state, set_rng_state

@@ -1,21 +1,41 @@
-"""The run directory: everything a run produces, enough to reuse its model offline.
+"""The run directory: everything a run writes, and how it is read back.
+
+    <run_dir>/
+        config.yaml            the resolved config (what actually ran)
+        metrics.jsonl          the curves: one JSON record per line
+        poison_indices.json    the poisoned training images (cross_indices.json: WaNet's noise-mode images)
+        samples.png            clean and triggered training images side by side
+        model.safetensors      the weights, with what rebuilds the model (the format: models.checkpoint)
+        summary.json           the final figures, the setting's keys, the software environment (written last)
+        checkpoints/epoch_0007/
+            model.safetensors  the weights after that epoch, same format (a state is usable as a teacher)
+            training_state.pt  optimiser, learning-rate scheduler, loss scaler, the random streams of every
+                               process, the metrics so far, the W&B run id: tensors and plain containers only,
+                               read back with torch.load(weights_only=True) (nothing is unpickled)
 
 ``start_run`` creates it (resolved config, poison indices, trigger preview) and the W&B run, or takes up the
 directory of a stopped run (``--resume``) with its W&B run; ``finish_run`` writes the checkpoint and
-``summary.json`` and closes the W&B run. Both on the main process only.
+``summary.json`` and closes the W&B run. Both on the main process only. A per-epoch state is written into a
+temporary folder that is renamed once complete, so a run killed at any moment leaves the previous state intact;
+then all but the newest ``training.keep_checkpoints`` states are deleted (``training.resumption`` decides when).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import pickle
 import re
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from datasets.build import ExperimentData
@@ -24,8 +44,8 @@ from datasets.setting_keys import CONFIG_NAME, setting_keys
 from models.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from models.classifier_factory import ClassifierRecord, classifier_metadata
 from utils import distributed
-from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_yaml
-from utils.errors import describe_write_error
+from utils.atomic_io import atomic_directory, atomic_write_json, atomic_write_png, atomic_write_yaml, is_temporary
+from utils.errors import UserError, describe_load_error, describe_write_error, first_line
 from utils.run_environment import run_environment
 from utils.tracking import MetricsLog, finish_wandb, log_model_artifact, start_wandb, wandb_run_path
 
@@ -36,6 +56,10 @@ SUMMARY_NAME = "summary.json"
 POISON_INDICES_NAME = "poison_indices.json"
 CROSS_INDICES_NAME = "cross_indices.json"  # WaNet noise mode: images trained with a noisy warp, label kept
 SAMPLES_NAME = "samples.png"
+STATES_DIR = "checkpoints"
+STATE_FOLDER = re.compile(r"epoch_\d+")  # epoch_0007: complete (temporary folders carry a suffix)
+STATE_NAME = "training_state.pt"
+STATE_FORMAT_VERSION = 1
 
 
 class OutputNotWritten(Exception):
@@ -168,3 +192,70 @@ def finish_run(run: Run, cfg, model: nn.Module, classes: list[str], summary: dic
         log_model_artifact(run.wandb_run, checkpoint, metadata)
         run.upload_hint = finish_wandb(run.wandb_run)
     return checkpoint
+
+
+@dataclass
+class TrainingState:
+    epoch: int  # epochs completed
+    world_size: int  # processes that trained them (each has its own random streams)
+    optimizer: dict
+    scheduler: dict | None
+    scaler: dict
+    rng: list[dict]  # per process, by rank: utils.seeding.rng_state
+    history: list[dict] = field(default_factory=list)  # the metrics.jsonl records so far
+    final: dict = field(default_factory=dict)  # the last test-set evaluation
+    wandb_run_id: str | None = None
+    seconds: float = 0.0  # wall-clock time of the run so far
+
+
+def state_folder(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / STATES_DIR / f"epoch_{epoch:04d}"
+
+
+def epoch_of(folder: Path) -> int:
+    return int(folder.name.removeprefix("epoch_"))
+
+
+def saved_states(run_dir: Path) -> list[Path]:
+    """The complete states of a run, oldest first (an interrupted write leaves a temporary folder, skipped)."""
+    folder = Path(run_dir) / STATES_DIR
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and STATE_FOLDER.fullmatch(p.name)]
+    return sorted(found, key=epoch_of)
+
+
+def write_state(folder: Path, model: nn.Module, metadata: dict, state: TrainingState) -> None:
+    """Write the state atomically (as a whole folder)."""
+    buffer = io.BytesIO()  # torch.save reports a full disk as an opaque RuntimeError; a plain write names it
+    torch.save({"format_version": STATE_FORMAT_VERSION, **asdict(state)}, buffer)
+    with atomic_directory(folder) as tmp:
+        save_checkpoint(tmp / CHECKPOINT_NAME, model, {**metadata, "epoch": state.epoch})
+        (tmp / STATE_NAME).write_bytes(buffer.getbuffer())
+
+
+def read_state(folder: Path) -> tuple[TrainingState, dict[str, torch.Tensor]]:
+    """(the state, the weights) saved in ``folder``."""
+    try:
+        raw = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
+        weights = load_file(folder / CHECKPOINT_NAME)
+    except pickle.UnpicklingError as err:  # not torch's advice to load it with weights_only=False
+        raise UserError(f"--resume: {folder / STATE_NAME} is refused: {describe_load_error(err)}") from err
+    except (OSError, RuntimeError, EOFError, SafetensorError) as err:
+        raise UserError(f"--resume: {folder} is not a readable training state ({first_line(err)})") from err
+    if not isinstance(raw, dict) or raw.pop("format_version", None) != STATE_FORMAT_VERSION:
+        raise UserError(f"--resume: {folder / STATE_NAME} is not a training state of format {STATE_FORMAT_VERSION}")
+    try:
+        return TrainingState(**raw), weights
+    except TypeError as err:
+        raise UserError(f"--resume: {folder / STATE_NAME} is incomplete ({err})") from err
+
+
+def prune_states(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` (≥ 1) states, and temporary folders of interrupted writes."""
+    folder = Path(run_dir) / STATES_DIR
+    for stale in folder.glob("*"):
+        if is_temporary(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    for old in saved_states(run_dir)[:-keep]:
+        shutil.rmtree(old)
