@@ -131,6 +131,7 @@ def model_figures(summaries: dict[str, dict]) -> dict:
     for model, summary in summaries.items():
         scores = summary if model == "teacher" else summary["student"]
         figures |= {f"{model}/{metric}": scores.get(metric) for metric in METRICS}
+        figures[f"{model}/seconds"] = summary.get("seconds")  # the run's wall time
         if model != "teacher":
             figures[f"{model}/der"] = summary.get("der")
     return figures
@@ -152,12 +153,14 @@ def training_table(rows: list[dict]) -> str:
                 if f"{model}/clean_accuracy" in row:
                     lines.append([label.format(row["variations"]), *_cells(row, model)])
         body += [[attack if i == 0 else "", *line] for i, line in enumerate(lines)]
-    return markdown_table(["attack", "model", "CA %", "ASR %", "RA %", "DER %"], body)
+    return markdown_table(["attack", "model", "CA %", "ASR %", "RA %", "DER %", "min"], body)
 
 
 def _cells(row: dict, model: str) -> list[str]:
     der = percent(row.get(f"{model}/der")) if model != "teacher" else ""
-    return [*(percent(row.get(f"{model}/{metric}")) for metric in METRICS), der]
+    seconds = row.get(f"{model}/seconds")
+    minutes = "" if seconds is None else f"{seconds / 60:.1f}"
+    return [*(percent(row.get(f"{model}/{metric}")) for metric in METRICS), der, minutes]
 
 
 def detection_table(rows: list[dict]) -> str:
@@ -219,7 +222,7 @@ def tables(plan: EvidencePlan, rows: list[dict]) -> str:
         f"of {plan.data / 'train'}, {test} of each class. CA: clean accuracy; ASR: attack success rate on the "
         "triggered test images of non-target classes; RA: robust accuracy (triggered images given their true "
         "class); DER: defence effectiveness rate, (ASR drop − CA drop + 1) / 2 against the teacher, each drop "
-        "at least 0; all in %.",
+        "at least 0; all in %. min: the run's wall time.",
         "",
         training_table(rows),
     ]

@@ -31,6 +31,7 @@ def test_tables_put_each_model_and_detector_in_its_place():
             "variations": "classical",
             **{"teacher/clean_accuracy": 0.6, "teacher/attack_success_rate": 0.95, "teacher/robust_accuracy": 0.04},
             **{"clean_student/clean_accuracy": 0.62, "clean_student/attack_success_rate": 0.02},
+            "teacher/seconds": 540.0,
             **{"student/clean_accuracy": 0.55, "student/attack_success_rate": 0.1, "student/der": 0.9},
             "detection": {
                 "num_poisoned": 90,
@@ -48,13 +49,13 @@ def test_tables_put_each_model_and_detector_in_its_place():
         },
     ]
     lines = training_table(rows).splitlines()
-    assert lines[0] == "| attack | model | CA % | ASR % | RA % | DER % |"
+    assert lines[0] == "| attack | model | CA % | ASR % | RA % | DER % | min |"
     assert lines[2:] == [
-        "| sig | teacher | 50.0 | 90.0 | n/a |  |",
-        "| badnets | teacher | 60.0 | 95.0 | 4.0 |  |",  # once, though two settings have it
-        "|  | student on clean images | 62.0 | 2.0 | n/a | n/a |",
-        "|  | student on classical | 55.0 | 10.0 | n/a | 90.0 |",
-        "|  | student on ddpm_sdedit | 58.0 | 3.0 | n/a | 95.0 |",
+        "| sig | teacher | 50.0 | 90.0 | n/a |  |  |",
+        "| badnets | teacher | 60.0 | 95.0 | 4.0 |  | 9.0 |",  # once, though two settings have it
+        "|  | student on clean images | 62.0 | 2.0 | n/a | n/a |  |",
+        "|  | student on classical | 55.0 | 10.0 | n/a | 90.0 |  |",
+        "|  | student on ddpm_sdedit | 58.0 | 3.0 | n/a | 95.0 |  |",
     ]
     (row,) = detection_table(rows).splitlines()[2:]  # only the setting with detection figures
     assert row == "| badnets | classical | 90 of 1000 | 90.0 / 50.0 / 120 | n/a / n/a / 3 |  |"
