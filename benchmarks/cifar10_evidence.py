@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     start = time.perf_counter()
     rows = []
-    code = run_guarded(lambda: rows.extend(run_evidence(plan)))
+    code = run_guarded(lambda: rows.extend(run_evidence(plan)), lambda _: plan.command)  # stopped: run it again
     if rows:
         print(tables(plan, rows))
     print(f"{(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)

@@ -30,7 +30,7 @@ class DiffusionTraining:
     """What decides the weights (a checkpoint made with other values is refused)."""
 
     seed: int = 0  # model initialisation and the stream of training images, timesteps and noise
-    steps: int = 600  # optimisation steps
+    steps: int = 2000  # optimisation steps
     batch_size: int = 64  # images per step, each freshly drawn
     learning_rate: float = 1e-3  # AdamW peak; linear warm-up, then cosine decay to 0
     warmup_steps: int = 100  # steps of linear learning-rate warm-up
@@ -38,7 +38,8 @@ class DiffusionTraining:
     channels: tuple[int, ...] = (32, 64, 96, 128)  # UNet block widths, one level each (each halves the side)
     train_timesteps: int = 1000  # DDPM noise levels, linear betas 1e-4 → 0.02 (Ho et al.)
     ema_power: float = 0.75  # EMA warm-up: decay = 1 − (1 + step)^−power, capped at 0.9999
-    max_timestep: int = 1000  # train on noise levels t < this only (SDEdit at strength s uses t < s·1000)
+    max_timestep: int = 400  # train on noise levels t < this only (SDEdit at strength s uses t < s·1000): the
+    # demo's SDEdit runs at 0.25; trained on every level (600 steps) its variations lost the shapes
     data: str = SHAPES  # "shapes" (the demo's generator, fresh images every step) or an ImageFolder root
     first: int = 0  # ImageFolder: the first image taken from each class (ImageFolder order)
     per_class: int = 0  # ImageFolder: images taken from each class from ``first`` on; 0 = as many as all have
