@@ -216,10 +216,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def tables(plan: EvidencePlan, rows: list[dict]) -> str:
-    test = "the whole test set" if plan.test_per_class is None else f"the first {plan.test_per_class} test images"
+    test = (
+        "the whole test set"
+        if plan.test_per_class is None
+        else f"the first {plan.test_per_class} test images of each class"
+    )
     text = [
         f"Made by `{plan.command}`: training images {plan.first}–{plan.first + plan.per_class - 1} of every class "
-        f"of {plan.data / 'train'}, {test} of each class. CA: clean accuracy; ASR: attack success rate on the "
+        f"of {plan.data / 'train'}, {test}. CA: clean accuracy; ASR: attack success rate on the "
         "triggered test images of non-target classes; RA: robust accuracy (triggered images given their true "
         "class); DER: defence effectiveness rate, (ASR drop − CA drop + 1) / 2 against the teacher, each drop "
         "at least 0; all in %. min: the run's wall time.",
@@ -243,15 +247,18 @@ def run_evidence(plan: EvidencePlan) -> list[dict]:
     rows: dict[tuple[str, str | None], dict] = {}  # (attack, variation config or None for the teacher alone)
     settings = [(attack, None) for attack in plan.teachers]  # every teacher first: its row lands early
     settings += [(attack, variations) for variations in plan.variations for attack in plan.teachers]
+    done: list[dict] = []
+    order = {setting: i for i, setting in enumerate(sorted(settings, key=lambda s: list(plan.teachers).index(s[0])))}
     for attack, variations in settings:
         if variations is None:
             rows[attack, None] = run_setting(plan, attack, plan.variations[0], data, teacher_only=True)
         else:
             rows.pop((attack, None), None)
             rows[attack, variations] = run_setting(plan, attack, variations, data)
-        write_outputs(plan, list(rows.values()))
-        log.info("\n%s", training_table(list(rows.values())))
-    return list(rows.values())
+        done = [rows[setting] for setting in sorted(rows, key=order.__getitem__)]  # by attack, as the plan lists
+        write_outputs(plan, done)
+        log.info("\n%s", training_table(done))
+    return done
 
 
 __all__ = ["EvidencePlan", "detection_table", "run_evidence", "subset_folder", "tables", "training_table"]
