@@ -16,7 +16,7 @@ from pathlib import Path
 from datasets.image_folder import class_range, scan_image_folder
 from detection.outputs import SUMMARY_NAME as DETECTION_SUMMARY
 from experiments.experiment_file import CommandLine, experiment_spec
-from experiments.pipeline import run_experiment
+from experiments.pipeline import flat_results, run_experiment
 from experiments.trigger_screen import VariationSpec
 from utils.atomic_io import atomic_directory, atomic_path, atomic_write_json, atomic_write_text
 from utils.report import markdown_table
@@ -126,15 +126,10 @@ def percent(value) -> str:
 
 
 def model_figures(summaries: dict[str, dict]) -> dict:
-    """``teacher/clean_accuracy``, ``student/der``...: CA, ASR, RA of each model, DER of each student."""
-    figures = {}
-    for model, summary in summaries.items():
-        scores = summary if model == "teacher" else summary["student"]
-        figures |= {f"{model}/{metric}": scores.get(metric) for metric in METRICS}
-        figures[f"{model}/seconds"] = summary.get("seconds")  # the run's wall time
-        if model != "teacher":
-            figures[f"{model}/der"] = summary.get("der")
-    return figures
+    """``teacher/clean_accuracy``, ``student/der``...: CA, ASR, RA of each model, DER of each student, and each
+    run's wall time (``teacher/seconds``...)."""
+    seconds = {f"{model}/seconds": summary.get("seconds") for model, summary in summaries.items()}
+    return flat_results(summaries, METRICS) | seconds
 
 
 def training_table(rows: list[dict]) -> str:

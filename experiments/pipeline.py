@@ -102,13 +102,15 @@ def _variations_step(cfg, result: PipelineResult) -> None:
     result.run_dirs["variations"] = Path(cfg.output_folder)
 
 
-def flat_results(summaries: dict[str, dict]) -> dict:
-    """``teacher/clean_accuracy``, ``student/der``... for the sweep's table."""
-    flat = {f"teacher/{key}": summaries["teacher"].get(key) for key in ("clean_accuracy", "attack_success_rate")}
+def flat_results(
+    summaries: dict[str, dict], metrics: tuple[str, ...] = ("clean_accuracy", "attack_success_rate")
+) -> dict:
+    """``teacher/clean_accuracy``, ``student/der``... for the sweep's table (and the evidence tables, with RA)."""
+    flat = {f"teacher/{key}": summaries["teacher"].get(key) for key in metrics}
     for role in STUDENT_ROLES:
         if role in summaries:
             scores = summaries[role]["student"]
-            flat |= {f"{role}/{key}": scores.get(key) for key in ("clean_accuracy", "attack_success_rate")}
+            flat |= {f"{role}/{key}": scores.get(key) for key in metrics}
             flat[f"{role}/der"] = summaries[role].get("der")
     return flat
 
