@@ -18,14 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from experiments.evidence import subset_folder
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def subset(source: Path, target: Path, per_class: int) -> None:
-    for class_dir in sorted(p for p in source.iterdir() if p.is_dir()):
-        (target / class_dir.name).mkdir(parents=True)
-        for file in sorted(class_dir.iterdir())[:per_class]:
-            (target / class_dir.name / file.name).symlink_to(file.resolve())
 
 
 def measure(processes: int, config: Path, workdir: Path, port: int) -> float:
@@ -49,8 +44,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = Path(args.data).resolve()
-        subset(data / "train", work / "train", args.images_per_class)
-        subset(data / "test", work / "test", 10)
+        subset_folder(data / "train", 0, args.images_per_class, work / "train")
+        subset_folder(data / "test", 0, 10, work / "test")
         config = {
             "model": {"architecture": args.architecture},
             "dataset": {
