@@ -4,7 +4,8 @@
     python -m benchmarks.cifar10_evidence --detect --clean-student --cleaned-student drop \\
         --variations configs/cifar10/variations.yaml configs/cifar10/variations_ddpm.yaml
     python -m benchmarks.cifar10_evidence --attacks sig patch_image --variations \\
-        configs/cifar10/variations_ddpm.yaml:diffusion.strength=0.5 # a strength sweep: one teacher per attack
+        configs/cifar10/variations_ddpm.yaml:diffusion.strength=0.3 \\
+        configs/cifar10/variations_ddpm.yaml:diffusion.strength=0.4  # a sweep beside 0.5: one teacher per attack
     python -m benchmarks.cifar10_evidence --attacks sig --per-class 100 --test-per-class 20 --set training.num_epochs=1
 
 Each (attack, variation config) is one ``run_pipeline.py`` setting of ``configs/cifar10/experiment.yaml`` with the
