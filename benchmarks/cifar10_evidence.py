@@ -13,7 +13,9 @@ teacher ``configs/cifar10/teacher_<attack>.yaml``, trained on images ``--first``
 every class (default 2,500–3,499: the second half, which ``purifiers/ddpm_cifar10`` was not trained on) and tested on
 the whole test set (the last example is a pilot). Every teacher is trained first, then the variation configs run in
 the order given, every attack for the first before the next; finished steps are skipped (an interrupted run resumes).
-After each setting the tables (CA / ASR per model; AUROC and TPR at 5 % FPR per detector) are rewritten to
+With ``--collect`` nothing runs: the tables are written from the settings already finished (say, by one Slurm job per
+attack, each with its own ``--attacks`` and ``--out`` shared), naming those that are not. Otherwise, after each
+setting the tables (CA / ASR per model; AUROC and TPR at 5 % FPR per detector) are rewritten to
 ``<out>/evidence.md`` and ``evidence.json``, and the picture to ``<out>/evidence.png``.
 """
 
@@ -48,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-student", action="store_true", help="also a student on the clean images (upper bound)")
     p.add_argument("--detect", action="store_true", help="also score every training image for poison")
     p.add_argument("--cleaned-student", choices=("drop", "relabel"), help="also a student without the flagged images")
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: write the tables from the settings already finished (e.g. by one job per attack)",
+    )
     p.add_argument("--set", dest="extra", nargs="+", default=[], help="overrides for every setting (key=value)")
     return p
 
@@ -77,10 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         command=shlex.join(["python", "-m", "benchmarks.cifar10_evidence", *argv]),
     )
     start = time.perf_counter()
-    rows = []
-    code = run_guarded(lambda: rows.extend(run_evidence(plan)), lambda _: plan.command)  # stopped: run it again
-    if rows:
-        print(tables(plan, rows))
+    rows, missing = [], []
+
+    def run() -> None:
+        found = run_evidence(plan, collect=args.collect)
+        rows.extend(found[0])
+        missing.extend(found[1])
+
+    code = run_guarded(run, lambda _: plan.command)  # stopped: run it again
+    if rows or missing:
+        print(tables(plan, rows, missing))
     print(f"{(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
     return code
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from datasets.image_folder import class_range, scan_image_folder
 from detection.outputs import SUMMARY_NAME as DETECTION_SUMMARY
-from experiments.experiment_file import CommandLine, experiment_spec
-from experiments.pipeline import flat_results, run_experiment
+from experiments.experiment_file import CommandLine, ExperimentSpec, experiment_spec
+from experiments.pipeline import flat_results, run_experiment, setting_complete
 from experiments.trigger_screen import VariationSpec
 from utils.atomic_io import atomic_directory, atomic_path, atomic_write_json, atomic_write_text
 from utils.report import markdown_table
@@ -90,9 +90,8 @@ def detection_figures(folder: Path | None) -> dict | None:
     return figures
 
 
-def run_setting(
-    plan: EvidencePlan, attack: str, variations: str, data: tuple[Path, Path], teacher_only: bool = False
-) -> dict:
+def setting_spec(plan: EvidencePlan, attack: str, variations: str, data: tuple[Path, Path]) -> ExperimentSpec:
+    """The ``run_pipeline.py`` setting of one (attack, variation config) pair."""
     spec = VariationSpec.parse(variations)
     command = CommandLine(
         experiment=plan.experiment,
@@ -108,7 +107,13 @@ def run_setting(
         detection=plan.detection,
         cleaned_student=plan.cleaned_student,
     )
-    result = run_experiment(experiment_spec(command), teacher_only=teacher_only)
+    return experiment_spec(command)
+
+
+def run_setting(
+    plan: EvidencePlan, attack: str, variations: str, data: tuple[Path, Path], teacher_only: bool = False
+) -> dict:
+    result = run_experiment(setting_spec(plan, attack, variations, data), teacher_only=teacher_only)
     if teacher_only:
         return {"attack": attack, "variations": "", "setting": str(result.folder), **model_figures(result.summaries)}
     return {
@@ -210,7 +215,7 @@ def plot(rows: list[dict], path: Path) -> None:
         figure.savefig(tmp, format="png", dpi=110)
 
 
-def tables(plan: EvidencePlan, rows: list[dict]) -> str:
+def tables(plan: EvidencePlan, rows: list[dict], missing: list[str] | tuple = ()) -> str:
     test = (
         "the whole test set"
         if plan.test_per_class is None
@@ -228,32 +233,47 @@ def tables(plan: EvidencePlan, rows: list[dict]) -> str:
     if any(row.get("detection") for row in rows):
         text += ["", "Detection: AUROC and TPR at 5 % FPR in %, images flagged by each detector's threshold.", ""]
         text += [detection_table(rows)]
+    if missing:
+        text += ["", f"Not finished yet, so not in the tables: {', '.join(missing)}."]
     return "\n".join(text)
 
 
-def write_outputs(plan: EvidencePlan, rows: list[dict]) -> None:
-    atomic_write_text(plan.out / "evidence.md", f"# Evidence: {len(rows)} settings\n\n{tables(plan, rows)}\n")
-    atomic_write_json(plan.out / "evidence.json", {"command": plan.command, "rows": rows})
+def write_outputs(plan: EvidencePlan, rows: list[dict], missing: list[str] | tuple = ()) -> None:
+    text = f"# Evidence: {len(rows)} settings\n\n{tables(plan, rows, missing)}\n"
+    atomic_write_text(plan.out / "evidence.md", text)
+    atomic_write_json(plan.out / "evidence.json", {"command": plan.command, "rows": rows, "missing": list(missing)})
     plot(rows, plan.out / "evidence.png")
 
 
-def run_evidence(plan: EvidencePlan) -> list[dict]:
+def run_evidence(plan: EvidencePlan, collect: bool = False) -> tuple[list[dict], list[str]]:
+    """Run every setting of the plan (teachers first), rewriting the outputs after each; returns the rows and the
+    settings left out. ``collect``: run nothing, only gather the settings already finished (e.g. by one job per
+    attack, each with its own ``--attacks``) into the outputs, and name the others."""
     data = data_folders(plan)
     rows: dict[tuple[str, str | None], dict] = {}  # (attack, variation config or None for the teacher alone)
     settings = [(attack, None) for attack in plan.teachers]  # every teacher first: its row lands early
     settings += [(attack, variations) for variations in plan.variations for attack in plan.teachers]
     done: list[dict] = []
+    missing: list[str] = []
     order = {setting: i for i, setting in enumerate(sorted(settings, key=lambda s: list(plan.teachers).index(s[0])))}
     for attack, variations in settings:
-        if variations is None:
-            rows[attack, None] = run_setting(plan, attack, plan.variations[0], data, teacher_only=True)
-        else:
+        teacher_only = variations is None
+        config = plan.variations[0] if teacher_only else variations
+        if collect and not setting_complete(setting_spec(plan, attack, config, data), teacher_only):
+            missing.append(
+                f"{attack}: teacher" if teacher_only else f"{attack}: {VariationSpec.parse(variations).label}"
+            )
+            continue
+        if not teacher_only:
             rows.pop((attack, None), None)
-            rows[attack, variations] = run_setting(plan, attack, variations, data)
+        rows[attack, variations] = run_setting(plan, attack, config, data, teacher_only=teacher_only)
         done = [rows[setting] for setting in sorted(rows, key=order.__getitem__)]  # by attack, as the plan lists
-        write_outputs(plan, done)
-        log.info("\n%s", training_table(done))
-    return done
+        if not collect:
+            write_outputs(plan, done)
+            log.info("\n%s", training_table(done))
+    if collect:
+        write_outputs(plan, done, missing)
+    return done, missing
 
 
 __all__ = ["EvidencePlan", "detection_table", "run_evidence", "subset_folder", "tables", "training_table"]

@@ -153,8 +153,8 @@ def run_steps(
     return result
 
 
-def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = None) -> str:
-    """Which steps are complete and which would run, without running anything."""
+def step_states(configs: SettingConfigs, detection: DetectionChoice | None = None) -> dict[str, bool]:
+    """Each step of the setting, in the order it runs, and whether it is complete (nothing is run or written)."""
     detection = detection or DetectionChoice()
     teacher = find_complete_run(configs.teacher)
     steps = {"teacher": teacher is not None, "variations": variations_complete(configs.variations)}
@@ -168,9 +168,24 @@ def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = N
         if cfg is not None:  # a student is complete only for the teacher run it would be given
             cfg.distillation.teacher_model = str(teacher)
             steps[name] = teacher is not None and find_complete_run(cfg) is not None
+    return steps
+
+
+def describe_plan(configs: SettingConfigs, detection: DetectionChoice | None = None) -> str:
+    """Which steps are complete and which would run, without running anything."""
     lines = [f"setting {configs.folder}: the configs agree; variations and student in {configs.variant.name}/"]
-    lines += [f"  {name}: {'complete, skipped' if done else 'would run'}" for name, done in steps.items()]
+    lines += [
+        f"  {name}: {'complete, skipped' if done else 'would run'}"
+        for name, done in step_states(configs, detection).items()
+    ]
     return "\n".join(lines)
+
+
+def setting_complete(spec: ExperimentSpec, teacher_only: bool = False) -> bool:
+    """Whether every step of the setting (only the teacher, with ``teacher_only``) is complete: running it would
+    only read what is there."""
+    states = step_states(resolve_configs(spec), DetectionChoice(spec.detection, spec.cleaned_student))
+    return states["teacher"] if teacher_only else all(states.values())
 
 
 def run_experiment(spec: ExperimentSpec, dry_run: bool = False, teacher_only: bool = False) -> PipelineResult | None:

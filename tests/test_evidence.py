@@ -3,9 +3,12 @@
 import json
 
 import pytest
+import yaml
 
 from datasets.image_folder import scan_image_folder
-from experiments.evidence import detection_table, subset_folder, training_table
+from experiments.evidence import EvidencePlan, detection_table, run_evidence, subset_folder, training_table
+from tests.conftest import write_config
+from tests.test_experiments import experiment_files
 from utils.errors import UserError
 
 
@@ -60,3 +63,32 @@ def test_tables_put_each_model_and_detector_in_its_place():
     (row,) = detection_table(rows).splitlines()[2:]  # only the setting with detection figures
     assert row == "| badnets | classical | 90 of 1000 | 90.0 / 50.0 / 120 | n/a / n/a / 3 |  |"
     json.dumps(rows)  # evidence.json holds the rows as they are
+
+
+def test_collect_gathers_the_finished_settings_and_names_the_others_without_running_them(image_data, tmp_path):
+    experiment = experiment_files(tmp_path / "files", image_data)  # a BadNets teacher (test_resnet, 1 epoch)
+    other = tmp_path / "files" / "teacher_blended.yaml"
+    teacher = yaml.safe_load((tmp_path / "files" / "teacher.yaml").read_text())
+    teacher["backdoor"] = {"target_idx": 0, "poisoning_rate": 0.5, "BlendedBackdoor": {}}
+    write_config(other, teacher)
+    data = image_data["train"].parent  # train/ and test/
+    plan = dict(experiment=experiment, variations=[str(tmp_path / "files" / "variations.yaml")], data=data)
+    plan |= dict(first=1, per_class=4, out=tmp_path / "out", detection=True)
+    ran, missing = run_evidence(EvidencePlan(teachers={"badnets": tmp_path / "files" / "teacher.yaml"}, **plan))
+    assert missing == [] and len(ran) == 1
+    before = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*") if "evidence" not in p.name)
+
+    both = EvidencePlan(teachers={"blended": other, "badnets": tmp_path / "files" / "teacher.yaml"}, **plan)
+    rows, missing = run_evidence(both, collect=True)
+    assert missing == ["blended: teacher", "blended: variations"]
+    after = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*") if "evidence" not in p.name)
+    assert after == before  # the Blended setting was not started: no folder, no run
+    (row,) = rows
+    assert row["attack"] == "badnets" and row["variations"] == "classical"
+    assert {k: v for k, v in row.items() if k != "detection"} == {k: v for k, v in ran[0].items() if k != "detection"}
+    assert row["detection"] == ran[0]["detection"] and row["detection"]["num_images"] == 12
+    written = json.loads((tmp_path / "out" / "evidence.json").read_text())
+    assert written["missing"] == missing and [r["attack"] for r in written["rows"]] == ["badnets"]
+    text = (tmp_path / "out" / "evidence.md").read_text()
+    assert "| badnets | teacher |" in text and "| blended |" not in text
+    assert text.rstrip().endswith("Not finished yet, so not in the tables: blended: teacher, blended: variations.")
