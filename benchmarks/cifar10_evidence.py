@@ -16,7 +16,8 @@ the order given, every attack for the first before the next; finished steps are 
 With ``--collect`` nothing runs: the tables are written from the settings already finished (say, by one Slurm job per
 attack, each with its own ``--attacks`` and ``--out`` shared), naming those that are not. Otherwise, after each
 setting the tables (CA / ASR per model; AUROC and TPR at 5 % FPR per detector) are rewritten to
-``<out>/evidence.md`` and ``evidence.json``, and the picture to ``<out>/evidence.png``.
+``<out>/evidence.md`` and ``evidence.json``, the picture to ``<out>/evidence.png``, and each attack's poisoned
+images with their variations to ``<out>/samples_<attack>.png``.
 """
 
 from __future__ import annotations

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-from datasets.build import attack_from
-from datasets.image_folder import read_rgb
-from datasets.sections import BackdoorSection
 from datasets.setting_keys import CONFIG_NAME
 from demo.detection_report import detection_markdown
-from utils.atomic_io import atomic_write_json, atomic_write_png, atomic_write_text
-from utils.image_grid import labelled_grid
+from utils.atomic_io import atomic_write_json, atomic_write_text
 from utils.report import markdown_table
 
 KEYS = ("clean_accuracy", "attack_success_rate", "robust_accuracy")
@@ -161,34 +156,3 @@ def write_results(results: dict, out: Path) -> str:
     atomic_write_text(out / "results.md", text)
     atomic_write_json(out / "results.json", results)
     return table
-
-
-def _first_variations(folder: Path) -> dict[int, dict]:
-    """Manifest records of variation 0, by source index."""
-    records = (json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines())
-    return {r["index"]: r for r in records if r["variation"] == 0}
-
-
-def samples_figure(teacher_dir: Path, variations: Path | Mapping[str, Path], path: Path, count: int = 8) -> None:
-    """A labelled picture: clean training images, the same with the trigger, and their variations.
-
-    ``variations`` names each variation row and its folder (``{"classical": ..., "diffusion variation": ...}``;
-    one folder alone is the row "variation"). Columns: one poisoned image per source class, named underneath.
-    """
-    folders = {"variation": variations} if isinstance(variations, (str, Path)) else dict(variations)
-    config = yaml.safe_load((teacher_dir / CONFIG_NAME).read_text())
-    backdoor = BackdoorSection.model_validate(config["backdoor"])
-    attack = attack_from(backdoor)
-    size = config["dataset"]["image_size"]
-    manifests = {name: _first_variations(Path(folder)) for name, folder in folders.items()}
-    by_class: dict[str, dict] = {}
-    for record in next(iter(manifests.values())).values():  # one poisoned image per source class, for variety
-        if record["poisoned"]:
-            by_class.setdefault(record["source_class"], record)
-    chosen = list(by_class.values())[:count]
-    clean = [read_rgb(r["source"], size) for r in chosen]
-    rows = {"clean": clean, "triggered": [attack(image) for image in clean]}
-    for name, folder in folders.items():
-        rows[name] = [read_rgb(Path(folder) / manifests[name][r["index"]]["output"], size) for r in chosen]
-    grid = labelled_grid(list(rows.values()), list(rows), [r["source_class"] for r in chosen])
-    atomic_write_png(path, grid)

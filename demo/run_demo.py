@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 from cli.runner import run_guarded
+from datasets.previews import samples_figure
 from demo.dataset import generate_demo_dataset
 from demo.detection_report import detection_results
-from demo.report import build_results, diffusion_strength, result_name, row_name, samples_figure, write_results
+from demo.report import build_results, diffusion_strength, result_name, row_name, write_results
 from experiments.experiment_file import CommandLine, experiment_spec
 from experiments.pipeline import run_experiment
 from utils.atomic_io import atomic_write_json

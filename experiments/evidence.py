@@ -1,6 +1,7 @@
 """Many settings of one experiment file side by side: every attack (a teacher config) × every variation config,
 trained on a class-balanced range of a training set, with one table of clean accuracy and attack success per
-model, one of detection per detector, and a picture (``benchmarks/cifar10_evidence.py`` is the command).
+model, one of detection per detector, a picture of them, one of each attack's poisoned images and their variations
+(``benchmarks/cifar10_evidence.py`` is the command).
 
 The settings run through :func:`experiments.pipeline.run_experiment`, so each is exactly what ``run_pipeline.py``
 would make of it, with the same folders, skipping and resuming.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets.image_folder import class_range, scan_image_folder
+from datasets.previews import samples_figure
 from detection.outputs import SUMMARY_NAME as DETECTION_SUMMARY
 from experiments.experiment_file import CommandLine, ExperimentSpec, experiment_spec
 from experiments.pipeline import flat_results, run_experiment, setting_complete
@@ -121,6 +123,8 @@ def run_setting(
         "variations": result.run_dirs["variations"].parent.name,  # the variant's folder: backend[-what differs]
         "variation_config": variations,
         "setting": str(result.folder),
+        "teacher_run": str(result.run_dirs["teacher"]),
+        "variations_folder": str(result.run_dirs["variations"]),
         **model_figures(result.summaries),
         "detection": detection_figures(result.run_dirs.get("detection")),
     }
@@ -243,6 +247,11 @@ def write_outputs(plan: EvidencePlan, rows: list[dict], missing: list[str] | tup
     atomic_write_text(plan.out / "evidence.md", text)
     atomic_write_json(plan.out / "evidence.json", {"command": plan.command, "rows": rows, "missing": list(missing)})
     plot(rows, plan.out / "evidence.png")
+    for attack in dict.fromkeys(row["attack"] for row in rows):
+        mine = [row for row in rows if row["attack"] == attack and row.get("variations_folder")]
+        if mine:  # poisoned training images, with the trigger, and their variations from each variation config
+            folders = {row["variations"]: Path(row["variations_folder"]) for row in mine}
+            samples_figure(Path(mine[0]["teacher_run"]), folders, plan.out / f"samples_{attack}.png")
 
 
 def run_evidence(plan: EvidencePlan, collect: bool = False) -> tuple[list[dict], list[str]]:

@@ -9,11 +9,11 @@ import torch
 import yaml
 from PIL import Image
 
+from datasets.previews import samples_figure
 from demo import train_diffusion
 from demo.dataset import CLASSES, STREAMS, draw_keyed, generate_demo_dataset, sample_key
 from demo.diffusion_data import clean_images
 from demo.diffusion_training import DiffusionTraining, Trainer, held_out_loss
-from demo.report import samples_figure
 from tests.conftest import make_image_folder
 
 REPO = Path(__file__).resolve().parents[1]

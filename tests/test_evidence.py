@@ -91,4 +91,5 @@ def test_collect_gathers_the_finished_settings_and_names_the_others_without_runn
     assert written["missing"] == missing and [r["attack"] for r in written["rows"]] == ["badnets"]
     text = (tmp_path / "out" / "evidence.md").read_text()
     assert "| badnets | teacher |" in text and "| blended |" not in text
+    assert [p.name for p in (tmp_path / "out").glob("samples_*.png")] == ["samples_badnets.png"]
     assert text.rstrip().endswith("Not finished yet, so not in the tables: blended: teacher, blended: variations.")
