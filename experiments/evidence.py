@@ -112,10 +112,9 @@ def setting_spec(plan: EvidencePlan, attack: str, variations: str, data: tuple[P
     return experiment_spec(command)
 
 
-def run_setting(
-    plan: EvidencePlan, attack: str, variations: str, data: tuple[Path, Path], teacher_only: bool = False
-) -> dict:
-    result = run_experiment(setting_spec(plan, attack, variations, data), teacher_only=teacher_only)
+def run_setting(spec: ExperimentSpec, attack: str, variations: str, teacher_only: bool = False) -> dict:
+    """Run (or find finished) the setting ``spec`` of (attack, variation config); its row of figures."""
+    result = run_experiment(spec, teacher_only=teacher_only)
     if teacher_only:
         return {"attack": attack, "variations": "", "setting": str(result.folder), **model_figures(result.summaries)}
     return {
@@ -268,14 +267,15 @@ def run_evidence(plan: EvidencePlan, collect: bool = False) -> tuple[list[dict],
     for attack, variations in settings:
         teacher_only = variations is None
         config = plan.variations[0] if teacher_only else variations
-        if collect and not setting_complete(setting_spec(plan, attack, config, data), teacher_only):
+        spec = setting_spec(plan, attack, config, data)
+        if collect and not setting_complete(spec, teacher_only):
             missing.append(
                 f"{attack}: teacher" if teacher_only else f"{attack}: {VariationSpec.parse(variations).label}"
             )
             continue
         if not teacher_only:
             rows.pop((attack, None), None)
-        rows[attack, variations] = run_setting(plan, attack, config, data, teacher_only=teacher_only)
+        rows[attack, variations] = run_setting(spec, attack, config, teacher_only=teacher_only)
         done = [rows[setting] for setting in sorted(rows, key=order.__getitem__)]  # by attack, as the plan lists
         if not collect:
             write_outputs(plan, done)
